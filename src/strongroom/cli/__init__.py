@@ -1,0 +1,1 @@
+"""The operator's command line (Typer). A thin edge: it parses, calls services, prints."""

@@ -1,0 +1,103 @@
+"""The ``strongroom`` command."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from strongroom import __version__
+from strongroom.cli import keys, tenant
+from strongroom.cli._common import HomeOption, deployment, resolve_home, table
+from strongroom.config import Environment, load_settings
+from strongroom.errors import StrongroomError
+
+app = typer.Typer(
+    help="Strongroom: a self-hostable cloud for customers' personal data.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(tenant.app, name="tenant")
+app.add_typer(keys.app, name="keys")
+
+
+@app.command()
+def init(
+    home: HomeOption = None,
+    environment: Annotated[
+        Environment, typer.Option(help="production, test or development; bound into every key.")
+    ] = Environment.PRODUCTION,
+    database_url: Annotated[
+        str, typer.Option(help="Metadata database URL (default: SQLite in HOME).")
+    ] = "",
+    demo: Annotated[bool, typer.Option(help="Also create a tenant called demo.")] = False,
+) -> None:
+    """Create a new deployment: settings, master key (0600), local CA and certificate, database."""
+    from strongroom.deployment import initialise
+
+    target = resolve_home(home)
+    settings = initialise(target, environment, database_url)
+    typer.echo(f"initialised a {settings.environment.value} deployment in {target}")
+    if settings.sources.get("master_key") is None:
+        typer.echo(f"master key: {settings.master_key_file} (back it up apart from the data)")
+    typer.echo(f"clients trust: {target / 'tls' / 'ca.pem'}")
+    if demo:
+        from strongroom.tenancy.services import create_tenant
+
+        with deployment(target) as dep, dep.transaction() as session:
+            create_tenant(session, dep.keys, "demo", "Demo tenant")
+        typer.echo("created tenant demo")
+
+
+@app.command()
+def serve(
+    home: HomeOption = None,
+    host: Annotated[str | None, typer.Option(help="Listen address (default: setting host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (default: setting port).")] = None,
+) -> None:
+    """Serve the HTTPS API. There is no plain-HTTP listener."""
+    from strongroom.web.server import bind, build_server, check_certificate_policy
+
+    settings = load_settings(resolve_home(home))
+    check_certificate_policy(settings)
+    with deployment(home) as dep:
+        sock = bind(host or settings.host, settings.port if port is None else port)
+        server = build_server(dep, sock)
+        shown = sock.getsockname()
+        url_host = f"[{shown[0]}]" if ":" in shown[0] else shown[0]
+        typer.echo(f"Strongroom ({settings.environment.value}) at https://{url_host}:{shown[1]}/")
+        typer.echo(f"trust this CA: {settings.home / 'tls' / 'ca.pem'}")
+        server.run(sockets=[sock])
+
+
+@app.command("settings")
+def show_settings(home: HomeOption = None) -> None:
+    """Show every setting's effective value and where it came from. Secrets are masked."""
+    settings = load_settings(resolve_home(home))
+    typer.echo(table([tuple(r) for r in settings.describe()], ("SETTING", "VALUE", "FROM")))
+
+
+@app.command()
+def version() -> None:
+    """Print the Strongroom version."""
+    typer.echo(f"strongroom {__version__}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: our errors become one line on stderr and exit code 2, never a traceback."""
+    # Everything we create (database, keys, objects) is for the owner only.
+    os.umask(0o077)
+    try:
+        app(args=argv, prog_name="strongroom")
+    except StrongroomError as exc:
+        typer.echo(f"error: {exc.one_line()}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

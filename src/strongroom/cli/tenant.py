@@ -1,0 +1,73 @@
+"""strongroom tenant ..."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from strongroom.cli._common import HomeOption, deployment, table
+from strongroom.tenancy import services
+from strongroom.tenancy.models import Tenant
+
+app = typer.Typer(help="Create, list, suspend and resume tenants.", no_args_is_help=True)
+
+
+def _row(tenant: Tenant) -> dict[str, str]:
+    return {
+        "slug": tenant.slug,
+        "name": tenant.name,
+        "status": tenant.status,
+        "created_at": tenant.created_at.isoformat(timespec="seconds"),
+    }
+
+
+@app.command("create")
+def create(
+    slug: Annotated[str, typer.Argument(help="Short name: 3-40 lower-case letters, digits, hyphens.")],
+    name: Annotated[str | None, typer.Option(help="Display name (defaults to the slug).")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Create a tenant with its own key-encryption keyset."""
+    with deployment(home) as dep, dep.transaction() as session:
+        tenant = services.create_tenant(session, dep.keys, slug, name)
+        typer.echo(f"created tenant {tenant.slug}")
+
+
+@app.command("list")
+def list_(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """List tenants with their status."""
+    with deployment(home) as dep, dep.transaction() as session:
+        rows = [_row(t) for t in services.list_tenants(session)]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    elif rows:
+        typer.echo(table([tuple(r.values()) for r in rows], ("SLUG", "NAME", "STATUS", "CREATED")))
+    else:
+        typer.echo("no tenants")
+
+
+@app.command("suspend")
+def suspend(
+    slug: Annotated[str, typer.Argument(help="The tenant to suspend.")],
+    home: HomeOption = None,
+) -> None:
+    """Suspend a tenant: nothing can be done with it, but its data and keys are kept intact."""
+    with deployment(home) as dep, dep.transaction() as session:
+        services.suspend_tenant(session, slug)
+    typer.echo(f"suspended tenant {slug}")
+
+
+@app.command("resume")
+def resume(
+    slug: Annotated[str, typer.Argument(help="The tenant to resume.")],
+    home: HomeOption = None,
+) -> None:
+    """Resume a suspended tenant."""
+    with deployment(home) as dep, dep.transaction() as session:
+        services.resume_tenant(session, slug)
+    typer.echo(f"resumed tenant {slug}")

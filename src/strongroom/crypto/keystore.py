@@ -1,0 +1,81 @@
+"""Keysets in the metadata database, wrapped by the environment KEK."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+from tink import aead
+
+from strongroom.config import Environment
+from strongroom.crypto import master
+from strongroom.crypto.errors import KeyNotFound, MasterKeyError
+from strongroom.crypto.keyring import TenantKeyRing
+from strongroom.crypto.models import DeploymentRecord, KeysetRecord
+from strongroom.db import utcnow
+
+KEK_PURPOSE = "kek"
+
+
+class KeyStore:
+    """Creates, opens and rotates keysets. Callers own the session and its transaction."""
+
+    def __init__(self, env_kek: aead.Aead, environment: Environment) -> None:
+        self._kek = env_kek
+        self.environment = environment
+
+    # -- the deployment ----------------------------------------------------------------------
+
+    def initialise(self, session: Session) -> None:
+        """Record the environment and a key check, so a wrong key is recognised at start-up."""
+        if session.get(DeploymentRecord, 1) is not None:
+            raise MasterKeyError("this database already belongs to an initialised deployment")
+        session.add(
+            DeploymentRecord(
+                id=1,
+                environment=self.environment.value,
+                key_check=master.make_key_check(self._kek, self.environment),
+            )
+        )
+
+    def check(self, session: Session) -> None:
+        record = session.get(DeploymentRecord, 1)
+        if record is None:
+            raise MasterKeyError(
+                "the metadata database holds no deployment",
+                hint="run `strongroom init` for this home first",
+            )
+        master.verify_key_check(self._kek, record.key_check, self.environment, record.environment)
+
+    # -- tenant keysets ----------------------------------------------------------------------
+
+    def create_tenant_ring(self, session: Session, tenant_id: str) -> TenantKeyRing:
+        ring = TenantKeyRing.generate(self.environment, tenant_id)
+        session.add(
+            KeysetRecord(owner=tenant_id, purpose=KEK_PURPOSE, encrypted_keyset=ring.wrap(self._kek))
+        )
+        return ring
+
+    def _record(self, session: Session, tenant_id: str) -> KeysetRecord:
+        record = session.scalars(
+            sa.select(KeysetRecord).where(
+                KeysetRecord.owner == tenant_id, KeysetRecord.purpose == KEK_PURPOSE
+            )
+        ).one_or_none()
+        if record is None:
+            raise KeyNotFound("the tenant has no keyset")
+        return record
+
+    def tenant_ring(self, session: Session, tenant_id: str) -> TenantKeyRing:
+        record = self._record(session, tenant_id)
+        return TenantKeyRing.unwrap(record.encrypted_keyset, self._kek, self.environment, tenant_id)
+
+    def rotate_tenant(self, session: Session, tenant_id: str) -> TenantKeyRing:
+        """Add a new primary key version to the tenant keyset; older versions stay usable."""
+        record = self._record(session, tenant_id)
+        ring = TenantKeyRing.unwrap(
+            record.encrypted_keyset, self._kek, self.environment, tenant_id
+        ).rotated()
+        record.encrypted_keyset = ring.wrap(self._kek)
+        record.version = ring.version
+        record.rotated_at = utcnow()
+        return ring

@@ -1,0 +1,164 @@
+"""Streaming AEAD for objects: Tink's AES256_GCM_HKDF_1MB wire format.
+
+Keys are Tink keysets (made and wrapped by :mod:`strongroom.crypto.keyring`);
+the segment cipher runs on ``cryptography``'s AES-GCM because Tink's Python
+stream wrapper moves every byte through Python file objects and runs at a
+fraction of the cipher's speed. The format is Tink's exactly, so either side
+can read the other's output (tests check both directions):
+
+* header: length byte (40), 32-byte HKDF salt, 7-byte nonce prefix;
+* segment key = HKDF-SHA256(key, salt, info=associated data);
+* ciphertext segments of 1 MiB (the first shortened by the header), each
+  AES-GCM with nonce = prefix || segment index (4 bytes) || last-segment flag.
+
+The associated data names the environment, tenant and object, so a ciphertext
+moved to another tenant, object or environment derives the wrong key and fails.
+Reordered, dropped or truncated segments fail on their nonce or last flag.
+"""
+
+from __future__ import annotations
+
+import secrets
+import struct
+from collections.abc import Iterable, Iterator
+from typing import BinaryIO
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from strongroom.config import Environment
+from strongroom.crypto.errors import DecryptionFailed
+
+KEY_BYTES = 32
+SEGMENT_BYTES = 1 << 20
+TAG_BYTES = 16
+_PREFIX_BYTES = 7
+HEADER_BYTES = 1 + KEY_BYTES + _PREFIX_BYTES
+_PLAIN_SEGMENT = SEGMENT_BYTES - TAG_BYTES
+_FIRST_PLAIN_SEGMENT = _PLAIN_SEGMENT - HEADER_BYTES
+
+
+def object_context(environment: Environment, tenant_id: str, object_id: str) -> bytes:
+    """Associated data binding an object's ciphertext to where it belongs."""
+    return f"strongroom/object/{environment.value}/{tenant_id}/{object_id}".encode()
+
+
+def _segment_cipher(ikm: bytes, salt: bytes, associated_data: bytes) -> AESGCM:
+    key = HKDF(hashes.SHA256(), KEY_BYTES, salt, associated_data).derive(ikm)
+    return AESGCM(key)
+
+
+def _nonce(prefix: bytes, index: int, last: bool) -> bytes:
+    return prefix + struct.pack(">IB", index, 1 if last else 0)
+
+
+class SealingWriter:
+    """Encrypts what is written to it into ``sink``; :meth:`close` writes the last segment.
+
+    Not closing it leaves a ciphertext without a last segment, which no reader accepts.
+    """
+
+    def __init__(self, ikm: bytes, associated_data: bytes, sink: BinaryIO) -> None:
+        salt = secrets.token_bytes(KEY_BYTES)
+        self._prefix = secrets.token_bytes(_PREFIX_BYTES)
+        self._cipher = _segment_cipher(ikm, salt, associated_data)
+        self._sink = sink
+        self._buffer = bytearray()
+        self._index = 0
+        self._closed = False
+        self.plaintext_bytes = 0
+        sink.write(bytes([HEADER_BYTES]) + salt + self._prefix)
+
+    def _segment_size(self) -> int:
+        return _FIRST_PLAIN_SEGMENT if self._index == 0 else _PLAIN_SEGMENT
+
+    def _emit(self, plaintext: bytes | memoryview, last: bool) -> None:
+        self._sink.write(
+            self._cipher.encrypt(_nonce(self._prefix, self._index, last), plaintext, None)
+        )
+        self._index += 1
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        if self._closed:
+            raise ValueError("write to a closed sealing stream")
+        view = memoryview(data).cast("B")
+        self.plaintext_bytes += len(view)
+        if self._buffer:
+            take = self._segment_size() - len(self._buffer)
+            self._buffer += view[:take]
+            view = view[take:]
+            if len(self._buffer) < self._segment_size() or not view:
+                return len(data)
+            self._emit(bytes(self._buffer), last=False)
+            self._buffer.clear()
+        # Full segments straight from the caller's buffer; keep at least one byte
+        # back, because a segment is only known not to be the last once more follows.
+        while len(view) > self._segment_size():
+            size = self._segment_size()
+            self._emit(view[:size], last=False)
+            view = view[size:]
+        self._buffer += view
+        return len(data)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._emit(bytes(self._buffer), last=True)
+            self._buffer.clear()
+            self._closed = True
+
+
+def seal_stream(
+    ikm: bytes, associated_data: bytes, chunks: Iterable[bytes], sink: BinaryIO
+) -> int:
+    """Encrypt ``chunks`` into ``sink``; return the plaintext byte count."""
+    writer = SealingWriter(ikm, associated_data, sink)
+    for chunk in chunks:
+        writer.write(chunk)
+    writer.close()
+    return writer.plaintext_bytes
+
+
+def _read_exactly(source: BinaryIO, size: int) -> bytes:
+    parts = []
+    remaining = size
+    while remaining:
+        part = source.read(remaining)
+        if not part:
+            break
+        parts.append(part)
+        remaining -= len(part)
+    return b"".join(parts)
+
+
+def open_stream(ikm: bytes, associated_data: bytes, source: BinaryIO) -> Iterator[bytes]:
+    """Decrypt and authenticate ``source`` segment by segment.
+
+    Raises :class:`DecryptionFailed` on the first segment that does not authenticate;
+    plaintext of earlier segments has been yielded by then, so callers that must not
+    release unverified data write to a temporary place first.
+    """
+    header = _read_exactly(source, HEADER_BYTES)
+    if len(header) != HEADER_BYTES or header[0] != HEADER_BYTES:
+        raise DecryptionFailed("object header is missing or malformed (not one of our ciphertexts)")
+    cipher = _segment_cipher(ikm, header[1 : 1 + KEY_BYTES], associated_data)
+    prefix = header[1 + KEY_BYTES :]
+    index = 0
+    size = SEGMENT_BYTES - HEADER_BYTES
+    segment = _read_exactly(source, size)
+    while True:
+        following = _read_exactly(source, SEGMENT_BYTES) if len(segment) == size else b""
+        last = not following
+        try:
+            yield cipher.decrypt(_nonce(prefix, index, last), segment, None)
+        except InvalidTag:
+            raise DecryptionFailed(
+                f"object failed authentication at segment {index}: tampered, truncated, "
+                "reordered, or opened as another tenant, object or environment"
+            ) from None
+        if last:
+            return
+        segment = following
+        size = SEGMENT_BYTES
+        index += 1

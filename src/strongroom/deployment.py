@@ -1,0 +1,142 @@
+"""A deployment: one home directory, its settings, database, keys and object store.
+
+``initialise`` makes a new one (and removes everything it made if any step
+fails); ``open_deployment`` checks that settings, schema and master key fit
+together before anything else runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from strongroom import db
+from strongroom.config import CONFIG_FILE, Environment, Settings, load_settings, write_config_file
+from strongroom.crypto import certificates, master
+from strongroom.crypto.keystore import KeyStore
+from strongroom.errors import ConfigurationError
+from strongroom.storage.local import LocalObjectStore
+
+
+@dataclasses.dataclass
+class Deployment:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    keys: KeyStore
+    store: LocalObjectStore
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        with db.transaction(self.sessions) as session:
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def open_deployment(settings: Settings) -> Deployment:
+    """Open an initialised deployment; refuse a wrong master key or a stale schema."""
+    key = master.load_master_key(settings)
+    engine = db.create_db_engine(settings.sqlalchemy_url)
+    try:
+        db.check_schema_current(engine)
+        keys = KeyStore(key.environment_aead(settings.environment), settings.environment)
+        sessions = db.session_factory(engine)
+        with db.transaction(sessions) as session:
+            keys.check(session)
+        store = LocalObjectStore(settings.objects_dir)
+        store.clear_incoming()
+    except BaseException:
+        engine.dispose()
+        raise
+    return Deployment(settings, engine, sessions, keys, store)
+
+
+def _refuse_existing(home: Path) -> None:
+    for marker in (CONFIG_FILE, "master.key", "strongroom.db"):
+        if (home / marker).exists():
+            raise ConfigurationError(
+                f"{home} already holds a deployment ({marker} exists)",
+                hint="choose an empty directory, or use the existing deployment",
+            )
+
+
+def initialise(
+    home: Path,
+    environment: Environment,
+    database_url: str = "",
+    extra_settings: dict[str, object] | None = None,
+) -> Settings:
+    """Create a new deployment in ``home``. On any failure, everything made is removed."""
+    created_home = not home.exists()
+    if not created_home:
+        if not home.is_dir():
+            raise ConfigurationError(f"{home} is not a directory", hint="pass a directory as --home")
+        if not os.access(home, os.W_OK | os.X_OK):
+            raise ConfigurationError(f"home directory {home} is not writable by this user")
+        _refuse_existing(home)
+    made: list[Path] = []
+    engine: Engine | None = None
+    try:
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        values: dict[str, object] = {"environment": environment.value}
+        if database_url:
+            values["database_url"] = database_url
+        values.update(extra_settings or {})
+        made.append(home / CONFIG_FILE)
+        write_config_file(home, values)
+        settings = load_settings(home)
+        if not settings.master_key:
+            made.append(settings.master_key_file)
+            master.generate_master_key_file(settings.master_key_file)
+        tls_dir = home / "tls"
+        if not settings.sources.get("tls_cert_file") and not tls_dir.exists():
+            made.append(tls_dir)
+            certificates.generate_local_tls(tls_dir)
+        if not settings.objects_dir.exists():
+            made.append(settings.objects_dir)
+            settings.objects_dir.mkdir(mode=0o700, parents=True)
+        if not settings.database_url:
+            made += [home / "strongroom.db", home / "strongroom.db-wal", home / "strongroom.db-shm"]
+        engine = db.create_db_engine(settings.sqlalchemy_url)
+        keys = KeyStore(
+            master.load_master_key(settings).environment_aead(settings.environment),
+            settings.environment,
+        )
+        with engine.begin() as conn:
+            # Refuse a shared database that already holds a deployment, before touching it.
+            if conn.dialect.has_table(conn, "deployment"):
+                raise ConfigurationError(
+                    "the database at database_url already holds a deployment",
+                    hint="give each deployment its own database",
+                )
+            # Schema and deployment record in one transaction: all or nothing.
+            db.migrate(conn)
+            with Session(bind=conn) as session:
+                keys.initialise(session)
+                session.flush()
+    except BaseException:
+        if engine is not None:
+            engine.dispose()
+        _remove(made, home if created_home else None)
+        raise
+    engine.dispose()
+    return settings
+
+
+def _remove(paths: list[Path], home: Path | None) -> None:
+    for path in reversed(paths):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    if home is not None:
+        shutil.rmtree(home, ignore_errors=True)

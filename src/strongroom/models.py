@@ -1,0 +1,8 @@
+"""Every model, imported once so Alembic and tests see the whole schema."""
+
+from strongroom.crypto.models import DeploymentRecord, KeysetRecord
+from strongroom.db import Base
+from strongroom.storage.models import StoredObject
+from strongroom.tenancy.models import Tenant
+
+__all__ = ["Base", "DeploymentRecord", "KeysetRecord", "StoredObject", "Tenant"]

@@ -1,0 +1,1 @@
+"""Immutable, content-addressed object storage under per-tenant prefixes."""

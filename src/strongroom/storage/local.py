@@ -1,0 +1,149 @@
+"""Objects in a local directory: ``ROOT/tenants/PREFIX/ab/abcdef…`` named by SHA-256.
+
+A write goes to ``ROOT/.incoming/`` under a random name, is fsynced, then
+renamed into place and the directory fsynced; a crash at any point leaves
+at most an orphan in ``.incoming`` (cleared at start-up), never a partial object
+under a real name. Objects are made read-only once published.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from strongroom.errors import InvalidInput
+from strongroom.storage.errors import ObjectCorrupted, ObjectMissing
+from strongroom.storage.interfaces import BlobRef
+
+_PREFIX = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+_INCOMING = ".incoming"
+
+
+class _HashingWriter:
+    """Counts and hashes what passes through to the real file."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self.hash.update(data)
+        self.size += len(data)
+        return self._handle.write(data)
+
+
+class VerifyingReader:
+    """File-like reader that hashes as it goes and refuses a mismatch at end of file."""
+
+    def __init__(self, handle: BinaryIO, ref: BlobRef) -> None:
+        self._handle = handle
+        self._ref = ref
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self._checked = False
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._handle.read(size)
+        self._hash.update(chunk)
+        self._size += len(chunk)
+        if (not chunk or self._size >= self._ref.size) and not self._checked:
+            self._check()
+        return chunk
+
+    def _check(self) -> None:
+        self._checked = True
+        rest = self._handle.read(1)
+        if rest or self._size != self._ref.size or self._hash.hexdigest() != self._ref.digest:
+            raise ObjectCorrupted(
+                f"object {self._ref.digest[:12]}... does not match its recorded digest"
+            )
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> VerifyingReader:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalObjectStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._incoming = root / _INCOMING
+        self._incoming.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def _path(self, ref: BlobRef) -> Path:
+        if not _PREFIX.match(ref.prefix) or not _DIGEST.match(ref.digest):
+            raise InvalidInput("object reference is malformed")
+        return self.root / "tenants" / ref.prefix / ref.digest[:2] / ref.digest
+
+    def clear_incoming(self) -> int:
+        """Remove leftovers of writes that never finished (a crash mid-write)."""
+        removed = 0
+        for leftover in self._incoming.iterdir():
+            leftover.unlink(missing_ok=True)
+            removed += 1
+        return removed
+
+    def put(self, prefix: str, write: Callable[[BinaryIO], None]) -> BlobRef:
+        if not _PREFIX.match(prefix):
+            raise InvalidInput("object prefix is malformed")
+        temp = self._incoming / secrets.token_hex(16)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                hashing = _HashingWriter(handle)
+                write(hashing)  # type: ignore[arg-type]
+                handle.flush()
+                os.fsync(handle.fileno())
+            ref = BlobRef(prefix, hashing.hash.hexdigest(), hashing.size)
+            final = self._path(ref)
+            final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(temp, 0o400)
+            os.replace(temp, final)
+            _fsync_dir(final.parent)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        return ref
+
+    def open(self, ref: BlobRef) -> VerifyingReader:
+        """A reader over the object that raises ObjectCorrupted at the end if its digest differs."""
+        try:
+            handle = self._path(ref).open("rb")
+        except FileNotFoundError:
+            raise ObjectMissing("a stored object is missing") from None
+        return VerifyingReader(handle, ref)
+
+    def read(self, ref: BlobRef, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        with self.open(ref) as reader:
+            while chunk := reader.read(chunk_size):
+                yield chunk
+
+    def verify(self, ref: BlobRef) -> None:
+        for _ in self.read(ref):
+            pass
+
+    def delete(self, ref: BlobRef) -> None:
+        path = self._path(ref)
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(path, 0o600)
+            path.unlink()

@@ -1,0 +1,1 @@
+"""Tenants: the client organisations whose data a deployment keeps apart."""
