@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from strongroom.audit import EventTag
+from strongroom.cli._audited import audited_failure, record
 from strongroom.cli._common import HomeOption, deployment
 from strongroom.storage.services import rewrap_data_keys
 from strongroom.tenancy import services
@@ -19,9 +21,12 @@ def rotate(
     home: HomeOption = None,
 ) -> None:
     """Add a new primary key version to a tenant's keyset. Older data stays readable."""
-    with deployment(home) as dep, dep.transaction() as session:
-        record = services.get_tenant(session, tenant)
-        ring = dep.keys.rotate_tenant(session, record.id)
+    with deployment(home) as dep, audited_failure(dep, EventTag.KEYS_ROTATE):
+        with dep.transaction() as session:
+            found = services.get_tenant(session, tenant)
+            ring = dep.keys.rotate_tenant(session, found.id)
+            record(dep, session, EventTag.KEYS_ROTATE, tenant=found.id,
+                   target=f"tenant:{found.id}", details={"version": ring.version})
     typer.echo(f"tenant {tenant}: key version {ring.version} is now primary")
 
 
@@ -33,9 +38,21 @@ def rewrap(
     home: HomeOption = None,
 ) -> None:
     """Re-wrap every data key under its tenant's newest key version."""
-    with deployment(home) as dep, dep.transaction() as session:
-        tenants = [services.get_tenant(session, tenant)] if tenant else services.list_tenants(session)
-        for record in tenants:
-            ring = dep.keys.tenant_ring(session, record.id)
-            changed = rewrap_data_keys(session, ring)
-            typer.echo(f"tenant {record.slug}: re-wrapped {changed} data keys under version {ring.version}")
+    lines = []
+    with deployment(home) as dep, audited_failure(dep, EventTag.KEYS_REWRAP):
+        with dep.transaction() as session:
+            tenants = (
+                [services.get_tenant(session, tenant)] if tenant else services.list_tenants(session)
+            )
+            for found in tenants:
+                ring = dep.keys.tenant_ring(session, found.id)
+                changed = rewrap_data_keys(session, ring)
+                record(dep, session, EventTag.KEYS_REWRAP, tenant=found.id,
+                       target=f"tenant:{found.id}",
+                       details={"version": ring.version, "rewrapped": changed})
+                lines.append(
+                    f"tenant {found.slug}: re-wrapped {changed} data keys under version "
+                    f"{ring.version}"
+                )
+    for line in lines:
+        typer.echo(line)

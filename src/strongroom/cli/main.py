@@ -9,7 +9,9 @@ from typing import Annotated
 import typer
 
 from strongroom import __version__
-from strongroom.cli import keys, tenant
+from strongroom.audit import EventTag
+from strongroom.cli import audit, keys, tenant
+from strongroom.cli._audited import record
 from strongroom.cli._common import HomeOption, deployment, resolve_home, table
 from strongroom.config import Environment, load_settings
 from strongroom.errors import StrongroomError
@@ -22,6 +24,7 @@ app = typer.Typer(
 )
 app.add_typer(tenant.app, name="tenant")
 app.add_typer(keys.app, name="keys")
+app.add_typer(audit.app, name="audit")
 
 
 @app.command()
@@ -39,7 +42,9 @@ def init(
     from strongroom.deployment import initialise
 
     target = resolve_home(home)
-    settings = initialise(target, environment, database_url)
+    from strongroom.audit import Actor
+
+    settings = initialise(target, environment, database_url, actor=Actor.cli())
     typer.echo(f"initialised a {settings.environment.value} deployment in {target}")
     if settings.sources.get("master_key") is None:
         typer.echo(f"master key: {settings.master_key_file} (back it up apart from the data)")
@@ -48,7 +53,9 @@ def init(
         from strongroom.tenancy.services import create_tenant
 
         with deployment(target) as dep, dep.transaction() as session:
-            create_tenant(session, dep.keys, "demo", "Demo tenant")
+            demo_tenant = create_tenant(session, dep.keys, "demo", "Demo tenant")
+            record(dep, session, EventTag.TENANT_CREATE, tenant=demo_tenant.id,
+                   target=f"tenant:{demo_tenant.id}")
         typer.echo("created tenant demo")
 
 

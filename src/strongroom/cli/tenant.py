@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from strongroom.audit import EventTag
+from strongroom.cli._audited import audited_failure, record
 from strongroom.cli._common import HomeOption, deployment, table
 from strongroom.tenancy import services
 from strongroom.tenancy.models import Tenant
@@ -30,8 +32,11 @@ def create(
     home: HomeOption = None,
 ) -> None:
     """Create a tenant with its own key-encryption keyset."""
-    with deployment(home) as dep, dep.transaction() as session:
-        tenant = services.create_tenant(session, dep.keys, slug, name)
+    with deployment(home) as dep, audited_failure(dep, EventTag.TENANT_CREATE):
+        with dep.transaction() as session:
+            tenant = services.create_tenant(session, dep.keys, slug, name)
+            record(dep, session, EventTag.TENANT_CREATE, tenant=tenant.id,
+                   target=f"tenant:{tenant.id}")
         typer.echo(f"created tenant {tenant.slug}")
 
 
@@ -57,8 +62,11 @@ def suspend(
     home: HomeOption = None,
 ) -> None:
     """Suspend a tenant: nothing can be done with it, but its data and keys are kept intact."""
-    with deployment(home) as dep, dep.transaction() as session:
-        services.suspend_tenant(session, slug)
+    with deployment(home) as dep, audited_failure(dep, EventTag.TENANT_SUSPEND):
+        with dep.transaction() as session:
+            tenant = services.suspend_tenant(session, slug)
+            record(dep, session, EventTag.TENANT_SUSPEND, tenant=tenant.id,
+                   target=f"tenant:{tenant.id}")
     typer.echo(f"suspended tenant {slug}")
 
 
@@ -68,6 +76,9 @@ def resume(
     home: HomeOption = None,
 ) -> None:
     """Resume a suspended tenant."""
-    with deployment(home) as dep, dep.transaction() as session:
-        services.resume_tenant(session, slug)
+    with deployment(home) as dep, audited_failure(dep, EventTag.TENANT_RESUME):
+        with dep.transaction() as session:
+            tenant = services.resume_tenant(session, slug)
+            record(dep, session, EventTag.TENANT_RESUME, tenant=tenant.id,
+                   target=f"tenant:{tenant.id}")
     typer.echo(f"resumed tenant {slug}")

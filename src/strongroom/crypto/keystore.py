@@ -7,13 +7,15 @@ from sqlalchemy.orm import Session
 from tink import aead
 
 from strongroom.config import Environment
-from strongroom.crypto import master
+from strongroom.crypto import audit_keys, master
+from strongroom.crypto._tink import TinkError
 from strongroom.crypto.errors import KeyNotFound, MasterKeyError
-from strongroom.crypto.keyring import TenantKeyRing
+from strongroom.crypto.keyring import TenantKeyRing, keyset_context
 from strongroom.crypto.models import DeploymentRecord, KeysetRecord
 from strongroom.db import utcnow
 
 KEK_PURPOSE = "kek"
+DEPLOYMENT_OWNER = "deployment"
 
 
 class KeyStore:
@@ -79,3 +81,37 @@ class KeyStore:
         record.version = ring.version
         record.rotated_at = utcnow()
         return ring
+
+    # -- deployment secrets (audit) ----------------------------------------------------------
+
+    def _secret(self, session: Session, purpose: str) -> bytes:
+        context = keyset_context(self.environment, DEPLOYMENT_OWNER, purpose)
+        record = session.scalars(
+            sa.select(KeysetRecord).where(
+                KeysetRecord.owner == DEPLOYMENT_OWNER, KeysetRecord.purpose == purpose
+            )
+        ).one_or_none()
+        if record is None:
+            secret = audit_keys.new_secret()
+            session.add(
+                KeysetRecord(
+                    owner=DEPLOYMENT_OWNER,
+                    purpose=purpose,
+                    encrypted_keyset=self._kek.encrypt(secret, context),
+                )
+            )
+            session.flush()
+            return secret
+        try:
+            return bytes(self._kek.decrypt(record.encrypted_keyset, context))
+        except TinkError:
+            raise MasterKeyError(
+                f"the deployment's {purpose} key does not open with this master key"
+            ) from None
+
+    def audit_keys(self, session: Session) -> audit_keys.AuditKeys:
+        """The audit HMAC and signing keys, made on first use."""
+        return audit_keys.AuditKeys(
+            self._secret(session, audit_keys.MAC_PURPOSE),
+            self._secret(session, audit_keys.SIGNING_PURPOSE),
+        )

@@ -1,0 +1,41 @@
+"""The canonical serialisation of an event, which its hash and MAC cover.
+
+Every stored column except ``hash`` and ``mac`` is included, with the sequence
+number and the previous hash, as compact sorted-key JSON. Changing any field,
+moving a row to another sequence number or re-linking it changes the hash.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from strongroom.audit.models import AuditEvent
+from strongroom.crypto.audit_keys import sha256_hex
+
+GENESIS_HASH = "0" * 64
+MAC_DOMAIN = "audit-event"
+CHAIN_FIELDS = (
+    "seq", "occurred_at", "tag", "event_class", "actor_kind", "actor_id", "actor_role",
+    "actor_session", "actor_address", "actor_network", "actor_agent", "tenant_id", "target",
+    "outcome", "reason", "details", "prev_hash",
+)
+
+
+def timestamp(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def canonical_fields(event: AuditEvent) -> dict[str, Any]:
+    fields: dict[str, Any] = {name: getattr(event, name) for name in CHAIN_FIELDS}
+    fields["occurred_at"] = timestamp(event.occurred_at)
+    return fields
+
+
+def canonical_bytes(fields: dict[str, Any]) -> bytes:
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def event_hash(event: AuditEvent) -> str:
+    return sha256_hex(canonical_bytes(canonical_fields(event)))

@@ -1,0 +1,81 @@
+"""The one vocabulary of audit events: ``source:subject:action``.
+
+Every tag belongs to exactly one event class, which decides its retention.
+Adding a tag without a class fails the tests, not production.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Outcome(StrEnum):
+    SUCCESS = "success"
+    DENIED = "denied"
+    FAILURE = "failure"
+
+
+class EventClass(StrEnum):
+    SECURITY = "security"
+    ADMINISTRATION = "administration"
+    ROUTINE = "routine"
+
+
+class EventTag(StrEnum):
+    # The deployment and its operators
+    DEPLOYMENT_INIT = "operator:deployment:init"
+    SERVER_START = "operator:server:start"
+    SERVER_STOP = "operator:server:stop"
+    CONFIG_CHANGE = "operator:config:change"
+    TENANT_CREATE = "operator:tenant:create"
+    TENANT_SUSPEND = "operator:tenant:suspend"
+    TENANT_RESUME = "operator:tenant:resume"
+    KEYS_ROTATE = "operator:keys:rotate"
+    KEYS_REWRAP = "operator:keys:rewrap"
+    AUDIT_CHECKPOINT = "operator:audit:checkpoint"
+    AUDIT_EXPORT = "operator:audit:export"
+    AUDIT_PURGE = "operator:audit:purge"
+    AUDIT_READ = "operator:audit:read"
+    # Tenant users
+    SESSION_LOGIN = "user:session:login"
+    SESSION_LOGIN_FAILED = "user:session:login-failed"
+    SESSION_LOGOUT = "user:session:logout"
+    TENANT_AUDIT_READ = "user:audit:read"
+    DATASET_UPLOAD = "user:dataset:upload"
+    DATASET_BUILD = "user:dataset:build"
+    DATASET_READ = "user:dataset:read"
+    EXPORT_CREATE = "user:export:create"
+    EXPORT_DOWNLOAD = "user:export:download"
+    # The system itself
+    ALERT_RAISE = "system:alert:raise"
+
+
+TAG_CLASS: dict[EventTag, EventClass] = {
+    EventTag.DEPLOYMENT_INIT: EventClass.ADMINISTRATION,
+    EventTag.SERVER_START: EventClass.ADMINISTRATION,
+    EventTag.SERVER_STOP: EventClass.ADMINISTRATION,
+    EventTag.CONFIG_CHANGE: EventClass.ADMINISTRATION,
+    EventTag.TENANT_CREATE: EventClass.ADMINISTRATION,
+    EventTag.TENANT_SUSPEND: EventClass.ADMINISTRATION,
+    EventTag.TENANT_RESUME: EventClass.ADMINISTRATION,
+    EventTag.KEYS_ROTATE: EventClass.SECURITY,
+    EventTag.KEYS_REWRAP: EventClass.SECURITY,
+    EventTag.AUDIT_CHECKPOINT: EventClass.SECURITY,
+    EventTag.AUDIT_EXPORT: EventClass.SECURITY,
+    EventTag.AUDIT_PURGE: EventClass.SECURITY,
+    EventTag.AUDIT_READ: EventClass.ROUTINE,
+    EventTag.SESSION_LOGIN: EventClass.SECURITY,
+    EventTag.SESSION_LOGIN_FAILED: EventClass.SECURITY,
+    EventTag.SESSION_LOGOUT: EventClass.SECURITY,
+    EventTag.TENANT_AUDIT_READ: EventClass.ROUTINE,
+    EventTag.DATASET_UPLOAD: EventClass.ADMINISTRATION,
+    EventTag.DATASET_BUILD: EventClass.ADMINISTRATION,
+    EventTag.DATASET_READ: EventClass.ROUTINE,
+    EventTag.EXPORT_CREATE: EventClass.SECURITY,
+    EventTag.EXPORT_DOWNLOAD: EventClass.SECURITY,
+    EventTag.ALERT_RAISE: EventClass.SECURITY,
+}
+
+
+def event_class(tag: EventTag) -> EventClass:
+    return TAG_CLASS[tag]
