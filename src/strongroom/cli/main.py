@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
 from typing import Annotated
 
 import typer
 
 from strongroom import __version__
-from strongroom.audit import EventTag
+from strongroom.audit import Actor, EventTag
 from strongroom.cli import audit, keys, tenant
 from strongroom.cli._audited import record
 from strongroom.cli._common import HomeOption, deployment, resolve_home, table
@@ -42,8 +44,6 @@ def init(
     from strongroom.deployment import initialise
 
     target = resolve_home(home)
-    from strongroom.audit import Actor
-
     settings = initialise(target, environment, database_url, actor=Actor.cli())
     typer.echo(f"initialised a {settings.environment.value} deployment in {target}")
     if settings.sources.get("master_key") is None:
@@ -59,6 +59,10 @@ def init(
         typer.echo("created tenant demo")
 
 
+def _exit_quietly(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
 @app.command()
 def serve(
     home: HomeOption = None,
@@ -66,18 +70,32 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Listen port (default: setting port).")] = None,
 ) -> None:
     """Serve the HTTPS API. There is no plain-HTTP listener."""
+    from strongroom.audit.startup import record_server_start, record_server_stop
     from strongroom.web.server import bind, build_server, check_certificate_policy
 
     settings = load_settings(resolve_home(home))
     check_certificate_policy(settings)
     with deployment(home) as dep:
         sock = bind(host or settings.host, settings.port if port is None else port)
-        server = build_server(dep, sock)
-        shown = sock.getsockname()
-        url_host = f"[{shown[0]}]" if ":" in shown[0] else shown[0]
-        typer.echo(f"Strongroom ({settings.environment.value}) at https://{url_host}:{shown[1]}/")
-        typer.echo(f"trust this CA: {settings.home / 'tls' / 'ca.pem'}")
-        server.run(sockets=[sock])
+        try:
+            server = build_server(dep, sock)
+            shown = sock.getsockname()
+            url_host = f"[{shown[0]}]" if ":" in shown[0] else shown[0]
+            url = f"https://{url_host}:{shown[1]}/"
+            # Fail-closed: a server whose start cannot be audited does not start.
+            with dep.transaction() as session:
+                record_server_start(session, dep.audit, Actor.cli(), settings, url)
+            typer.echo(f"Strongroom ({settings.environment.value}) at {url}")
+            typer.echo(f"trust this CA: {settings.home / 'tls' / 'ca.pem'}")
+            # uvicorn re-raises the signal that stopped it; turn both into a normal exit
+            # so the stop below is recorded.
+            signal.signal(signal.SIGTERM, _exit_quietly)
+            with contextlib.suppress(KeyboardInterrupt, SystemExit):
+                server.run(sockets=[sock])
+            with dep.transaction() as session:
+                record_server_stop(session, dep.audit, Actor.cli())
+        finally:
+            sock.close()
 
 
 @app.command("settings")
