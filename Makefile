@@ -1,0 +1,76 @@
+# Strongroom developer commands. `make help` lists them; each target's `## text` is its help.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Written after a successful install; make re-installs only when the lock or pyproject is newer.
+STAMP := $(VENV)/.installed
+DEMO_HOME := var
+HOST ?= 127.0.0.1
+PORT ?= 8443
+PYTEST_ARGS ?=
+
+.PHONY: help install run test lint typecheck scan check bench docs clean
+
+help: ## Show this list of targets
+	@echo "usage: make TARGET"
+	@echo
+	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-zA-Z_-]+:[^#]*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+install: $(STAMP) ## Create .venv with the hash-pinned dependencies and strongroom (editable)
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $@
+
+run: install ## Serve a demo deployment in var/ over HTTPS (initialised on first run)
+	@if [ ! -e $(DEMO_HOME)/strongroom.toml ]; then \
+		$(BIN)/strongroom init --home $(DEMO_HOME) --environment development --demo; \
+	fi
+	@echo
+	@echo "  Strongroom demo deployment in $(DEMO_HOME)/ (development environment)"
+	@echo "  URL          https://$(HOST):$(PORT)/"
+	@echo "  trust CA     $(DEMO_HOME)/tls/ca.pem"
+	@echo "  try it       curl --cacert $(DEMO_HOME)/tls/ca.pem https://$(HOST):$(PORT)/healthz"
+	@echo "  operate it   STRONGROOM_HOME=$(DEMO_HOME) $(BIN)/strongroom --help"
+	@echo "               (for example: STRONGROOM_HOME=$(DEMO_HOME) $(BIN)/strongroom tenant list)"
+	@echo "  log in       no user accounts yet: sign-in arrives with identity (issue 4);"
+	@echo "               today the operator CLI above is the way in. Tenant 'demo' exists."
+	@echo "  stop         Ctrl-C.  Start afresh: rm -rf $(DEMO_HOME)"
+	@echo
+	$(BIN)/strongroom serve --home $(DEMO_HOME) --host $(HOST) --port $(PORT)
+
+test: install ## Run the test suite (with CI=true the PostgreSQL runs are required, not skipped)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install ## ruff check (style, bugs, security rules, banned crypto imports)
+	$(BIN)/ruff check .
+
+typecheck: install ## mypy --strict on src/
+	$(BIN)/mypy src
+
+scan: install ## bandit security scan of src/
+	$(BIN)/bandit --quiet -r src -c pyproject.toml
+
+check: test lint typecheck scan ## Everything CI runs (.ci/run also starts PostgreSQL and Redis)
+
+bench: install ## Run every benchmark in benchmarks/ (slow: they process hundreds of MiB)
+	@found=0; for script in benchmarks/*_bench.py; do \
+		[ -e "$$script" ] || continue; found=1; \
+		echo "== $$script"; $(BIN)/python "$$script"; \
+	done; \
+	[ "$$found" = 1 ] || echo "no benchmarks in benchmarks/ yet"
+
+docs: install ## Regenerate docs/cli.md and docs/settings.md from the CLI and the settings registry
+	$(BIN)/python scripts/gen_docs.py
+
+clean: ## Remove .venv, caches and build output (keeps the demo deployment in var/)
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	find . \( -path ./.git -o -path ./$(DEMO_HOME) \) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
