@@ -61,6 +61,8 @@ class Setting:
     secret: bool = False
     choices: tuple[str, ...] = ()
     env_only: bool = False
+    minimum: int = 1
+    maximum: int = 2**31
 
     @property
     def env_var(self) -> str:
@@ -91,7 +93,7 @@ REGISTRY: tuple[Setting, ...] = (
         "readable by the owner only (mode 0600 or stricter).",
     ),
     Setting("host", str, "127.0.0.1", "Address the HTTPS server listens on."),
-    Setting("port", int, 8443, "Port the HTTPS server listens on."),
+    Setting("port", int, 8443, "Port the HTTPS server listens on.", minimum=0, maximum=65535),
     Setting(
         "tls_cert_file", Path, Path("tls/server.pem"),
         "PEM certificate chain served by the HTTPS server (relative to HOME). "
@@ -118,6 +120,75 @@ REGISTRY: tuple[Setting, ...] = (
         "objects_dir", Path, Path("objects"),
         "Directory of the encrypted object store (relative to HOME).",
     ),
+    Setting(
+        "operator_host", str, "127.0.0.1",
+        "Address of the operator API, a separate listener kept apart from the tenant plane.",
+    ),
+    Setting(
+        "operator_port", int, 8444, "Port of the operator API.", minimum=0, maximum=65535,
+    ),
+    Setting(
+        "session_idle_minutes", int, 30,
+        "A session unused for this long ends.", maximum=24 * 60,
+    ),
+    Setting(
+        "session_absolute_hours", int, 12,
+        "A session ends this long after login, however active.", maximum=24 * 7,
+    ),
+    Setting(
+        "api_token_max_days", int, 90, "Longest lifetime an API token may be given.",
+        maximum=3650,
+    ),
+    Setting(
+        "trusted_proxies", str, "",
+        "Comma-separated CIDRs of reverse proxies whose X-Forwarded-For is believed. "
+        "Empty: the header is ignored and the peer address is the client.",
+    ),
+    Setting(
+        "redis_url", str, "",
+        "Redis for rate-limit counters shared by several app replicas "
+        "(redis://host:port/db). Empty: counters live in this process.",
+        secret=True,
+    ),
+    Setting(
+        "rate_limit_default", str, "600/minute",
+        "Requests allowed per client address on every route (limits notation).",
+    ),
+    Setting(
+        "rate_limit_login", str, "20/minute",
+        "Login attempts allowed per client address, on top of per-account throttling.",
+    ),
+    Setting(
+        "max_request_bytes", int, 1048576,
+        "Largest JSON request body accepted by the API.", minimum=1024,
+    ),
+    Setting(
+        "audit_checkpoint_every_events", int, 1000,
+        "Sign a checkpoint of the audit chain head after this many events.",
+    ),
+    Setting(
+        "audit_checkpoint_every_minutes", int, 60,
+        "Sign a checkpoint of the audit chain head when the last one is this old "
+        "(checked as events are recorded).",
+    ),
+    Setting(
+        "audit_checkpoint_file", Path, Path("audit-checkpoints.jsonl"),
+        "Append-only file every signed audit checkpoint is copied to (relative to "
+        "HOME). Point it at storage the database's administrators cannot rewrite, so "
+        "truncating the log's tail is detected by `audit verify --checkpoints FILE`.",
+    ),
+    Setting(
+        "audit_retention_days_security", int, 400,
+        "Minimum days security events (logins, keys, exports, alerts) are kept.",
+    ),
+    Setting(
+        "audit_retention_days_administration", int, 400,
+        "Minimum days administration events (tenants, builds, server, settings) are kept.",
+    ),
+    Setting(
+        "audit_retention_days_routine", int, 90,
+        "Minimum days routine read events (counts, previews, audit reads) are kept.",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in REGISTRY}
@@ -140,6 +211,22 @@ class Settings:
     debug: bool
     log_level: str
     objects_dir: Path
+    operator_host: str
+    operator_port: int
+    session_idle_minutes: int
+    session_absolute_hours: int
+    api_token_max_days: int
+    trusted_proxies: str
+    redis_url: Secret
+    rate_limit_default: str
+    rate_limit_login: str
+    max_request_bytes: int
+    audit_checkpoint_every_events: int
+    audit_checkpoint_every_minutes: int
+    audit_checkpoint_file: Path
+    audit_retention_days_security: int
+    audit_retention_days_administration: int
+    audit_retention_days_routine: int
     sources: Mapping[str, str] = dataclasses.field(default_factory=dict, compare=False)
 
     @property
@@ -153,10 +240,16 @@ class Settings:
             value = getattr(self, setting.name)
             if setting.secret:
                 shown = "**********" if value else "(not set)"
+            elif setting.name == "database_url" and value:
+                shown = _hide_password(value)
             else:
                 shown = str(value)
             rows.append((setting.name, shown, self.sources.get(setting.name, "default")))
         return rows
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
 
 
 def _parse(setting: Setting, raw: object, where: str) -> object:
@@ -168,16 +261,22 @@ def _parse(setting: Setting, raw: object, where: str) -> object:
     if setting.type is bool:
         if isinstance(raw, bool):
             return raw
-        if isinstance(raw, str) and raw.lower() in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
-            return raw.lower() in {"1", "true", "yes", "on"}
+        if isinstance(raw, str) and raw.lower() in _TRUE | _FALSE:
+            return raw.lower() in _TRUE
         raise fail
     if setting.type is int:
         if isinstance(raw, bool):
             raise fail
         try:
-            return int(raw)  # type: ignore[call-overload]
+            number = int(raw)  # type: ignore[call-overload]
         except (TypeError, ValueError):
             raise fail from None
+        if not setting.minimum <= number <= setting.maximum:
+            raise ConfigurationError(
+                f"setting {setting.name} from {where} must be between {setting.minimum} "
+                f"and {setting.maximum}"
+            )
+        return number
     if not isinstance(raw, str):
         raise fail
     if setting.choices and raw not in setting.choices:
@@ -187,6 +286,44 @@ def _parse(setting: Setting, raw: object, where: str) -> object:
     if setting.type is Path:
         return Path(raw)
     return raw
+
+
+_DATABASE_BACKENDS = ("sqlite", "postgresql")
+
+
+def _url(raw: str) -> Any:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(raw)
+    except (ArgumentError, ValueError):
+        return None
+
+
+def _hide_password(raw: str) -> str:
+    """A database URL as it may be shown: the password, if any, masked."""
+    url = _url(raw)
+    return "(not a valid URL)" if url is None else str(url.render_as_string(hide_password=True))
+
+
+def _check_database_url(raw: str, where: str) -> None:
+    """Refuse at start-up a URL that is not SQLite or PostgreSQL with an installed driver."""
+    if not raw:
+        return
+    url = _url(raw)
+    if url is None or url.get_backend_name() not in _DATABASE_BACKENDS:
+        raise ConfigurationError(
+            f"setting database_url from {where} is not a SQLite or PostgreSQL URL",
+            hint="use postgresql+psycopg://user@host/db, or leave it empty for SQLite in HOME",
+        )
+    try:
+        url.get_dialect().import_dbapi()
+    except ImportError:
+        raise ConfigurationError(
+            f"setting database_url from {where} names a database driver that is not installed",
+            hint="use postgresql+psycopg://user@host/db",
+        ) from None
 
 
 def read_config_file(home: Path) -> dict[str, object]:
@@ -203,11 +340,13 @@ def read_config_file(home: Path) -> dict[str, object]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigurationError(f"{path} is not valid TOML: {exc}", hint="fix the syntax") from None
+        raise ConfigurationError(
+            f"{path} is not valid TOML: {exc}", hint="fix the syntax"
+        ) from None
 
 
 def load_settings(home: Path, environ: Mapping[str, str] | None = None) -> Settings:
-    """Resolve every setting for ``home``; raise ConfigurationError on anything unknown or invalid."""
+    """Resolve every setting for ``home``; raise ConfigurationError if unknown or invalid."""
     env = os.environ if environ is None else environ
     check_home(home)
     file_values = read_config_file(home)
@@ -243,8 +382,13 @@ def load_settings(home: Path, environ: Mapping[str, str] | None = None) -> Setti
     for name, value in values.items():
         if _BY_NAME[name].type is Path and isinstance(value, Path) and not value.is_absolute():
             values[name] = home / value
+    from_env = sources.get("database_url") == "environment"
+    url_from = _BY_NAME["database_url"].env_var if from_env else CONFIG_FILE
+    _check_database_url(str(values["database_url"]), url_from)
     values["environment"] = Environment(str(values["environment"]))
-    values["master_key"] = Secret(str(values["master_key"]))
+    for setting in REGISTRY:
+        if setting.secret:
+            values[setting.name] = Secret(str(values[setting.name]))
     settings = Settings(home=home, sources=sources, **values)  # type: ignore[arg-type]
     if settings.environment is Environment.PRODUCTION and settings.debug:
         raise ConfigurationError(
@@ -261,7 +405,9 @@ def check_home(home: Path) -> None:
             hint="run `strongroom init --home DIR` first, or pass the right --home",
         )
     if not home.is_dir():
-        raise ConfigurationError(f"home {home} is not a directory", hint="pass a directory as --home")
+        raise ConfigurationError(
+            f"home {home} is not a directory", hint="pass a directory as --home"
+        )
     if not os.access(home, os.R_OK | os.X_OK):
         raise ConfigurationError(
             f"home directory {home} is not readable by this user",

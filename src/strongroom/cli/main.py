@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import sys
 from typing import Annotated
 
@@ -12,7 +13,7 @@ import typer
 
 from strongroom import __version__
 from strongroom.audit import Actor, EventTag
-from strongroom.cli import audit, keys, tenant
+from strongroom.cli import accounts, audit, keys, tenant
 from strongroom.cli._audited import record
 from strongroom.cli._common import HomeOption, deployment, resolve_home, table
 from strongroom.config import Environment, load_settings
@@ -27,6 +28,8 @@ app = typer.Typer(
 app.add_typer(tenant.app, name="tenant")
 app.add_typer(keys.app, name="keys")
 app.add_typer(audit.app, name="audit")
+app.add_typer(accounts.user_app, name="user")
+app.add_typer(accounts.operator_app, name="operator")
 
 
 @app.command()
@@ -59,6 +62,11 @@ def init(
         typer.echo("created tenant demo")
 
 
+def _url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"https://[{host}]:{port}/" if ":" in host else f"https://{host}:{port}/"
+
+
 def _exit_quietly(_signum: int, _frame: object) -> None:
     raise SystemExit(0)
 
@@ -68,6 +76,9 @@ def serve(
     home: HomeOption = None,
     host: Annotated[str | None, typer.Option(help="Listen address (default: setting host).")] = None,
     port: Annotated[int | None, typer.Option(help="Listen port (default: setting port).")] = None,
+    operator_port: Annotated[
+        int | None, typer.Option(help="Operator API port (default: setting operator_port).")
+    ] = None,
 ) -> None:
     """Serve the HTTPS API. There is no plain-HTTP listener."""
     from strongroom.audit.startup import record_server_start, record_server_stop
@@ -77,25 +88,31 @@ def serve(
     check_certificate_policy(settings)
     with deployment(home) as dep:
         sock = bind(host or settings.host, settings.port if port is None else port)
+        operator_sock = None
         try:
-            server = build_server(dep, sock)
-            shown = sock.getsockname()
-            url_host = f"[{shown[0]}]" if ":" in shown[0] else shown[0]
-            url = f"https://{url_host}:{shown[1]}/"
+            operator_sock = bind(
+                settings.operator_host,
+                settings.operator_port if operator_port is None else operator_port,
+            )
+            server = build_server(dep, sock, operator_sock)
+            url = _url(sock)
             # Fail-closed: a server whose start cannot be audited does not start.
             with dep.transaction() as session:
                 record_server_start(session, dep.audit, Actor.cli(), settings, url)
             typer.echo(f"Strongroom ({settings.environment.value}) at {url}")
+            typer.echo(f"operator API at {_url(operator_sock)}")
             typer.echo(f"trust this CA: {settings.home / 'tls' / 'ca.pem'}")
             # uvicorn re-raises the signal that stopped it; turn both into a normal exit
             # so the stop below is recorded.
             signal.signal(signal.SIGTERM, _exit_quietly)
             with contextlib.suppress(KeyboardInterrupt, SystemExit):
-                server.run(sockets=[sock])
+                server.run(sockets=[sock, operator_sock])
             with dep.transaction() as session:
                 record_server_stop(session, dep.audit, Actor.cli())
         finally:
             sock.close()
+            if operator_sock is not None:
+                operator_sock.close()
 
 
 @app.command("settings")

@@ -10,12 +10,14 @@ from strongroom.config import Environment
 from strongroom.crypto import audit_keys, master
 from strongroom.crypto._tink import TinkError
 from strongroom.crypto.errors import KeyNotFound, MasterKeyError
+from strongroom.crypto.macs import MacKey
 from strongroom.crypto.keyring import TenantKeyRing, keyset_context
 from strongroom.crypto.models import DeploymentRecord, KeysetRecord
 from strongroom.db import utcnow
 
 KEK_PURPOSE = "kek"
 DEPLOYMENT_OWNER = "deployment"
+IDENTITY_PURPOSE = "identity-mac"
 
 
 class KeyStore:
@@ -115,3 +117,24 @@ class KeyStore:
             self._secret(session, audit_keys.MAC_PURPOSE),
             self._secret(session, audit_keys.SIGNING_PURPOSE),
         )
+
+    def identity_key(self, session: Session) -> MacKey:
+        """The key that turns emails into look-up tokens and derives CSRF tokens."""
+        return MacKey(self._secret(session, IDENTITY_PURPOSE))
+
+    # -- deployment-level sealing (operator MFA secrets) -------------------------------------
+
+    def seal(self, plaintext: bytes, purpose: str) -> bytes:
+        return bytes(
+            self._kek.encrypt(plaintext, keyset_context(self.environment, DEPLOYMENT_OWNER, purpose))
+        )
+
+    def unseal(self, ciphertext: bytes, purpose: str) -> bytes:
+        try:
+            return bytes(
+                self._kek.decrypt(
+                    ciphertext, keyset_context(self.environment, DEPLOYMENT_OWNER, purpose)
+                )
+            )
+        except TinkError:
+            raise MasterKeyError(f"sealed {purpose} does not open with this master key") from None

@@ -1,30 +1,96 @@
-"""The FastAPI application factory."""
+"""The application factories: the tenant plane, the operator plane, and the dispatcher.
+
+Both planes are served by one uvicorn server on two listeners; the dispatcher
+sends each connection to the plane of the listener it arrived on, so the
+tenant listener has no route to any operator endpoint at all.
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from collections.abc import Iterable
+
+from fastapi import APIRouter, FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from strongroom import __version__
 from strongroom.deployment import Deployment
-from strongroom.web import health
+from strongroom.firewall.addresses import parse_networks
+from strongroom.firewall.ratelimit import RateLimiter
+from strongroom.web import health, operator
+from strongroom.web.api import audit, policy, session, tokens, users
+from strongroom.web.firewall import FirewallMiddleware
 from strongroom.web.headers import SecurityHeadersMiddleware
 from strongroom.web.problems import ProblemMiddleware, install_handlers
 
+TENANT_ROUTERS: tuple[APIRouter, ...] = (
+    health.router, session.router, users.router, tokens.router, policy.router, audit.router,
+)
+OPERATOR_ROUTERS: tuple[APIRouter, ...] = (health.router, operator.router)
 
-def create_app(deployment: Deployment) -> FastAPI:
-    debug = deployment.settings.debug
+
+def make_limiter(deployment: Deployment) -> RateLimiter:
+    settings = deployment.settings
+    return RateLimiter(settings.redis_url.reveal(), settings.rate_limit_default,
+                       settings.rate_limit_login)
+
+
+def _build(
+    deployment: Deployment, title: str, routers: Iterable[APIRouter], limiter: RateLimiter
+) -> FastAPI:
+    settings = deployment.settings
     app = FastAPI(
-        title="Strongroom",
+        title=title,
         version=__version__,
         debug=False,  # never render tracebacks to clients, even when debugging
-        docs_url="/docs" if debug else None,
+        docs_url="/docs" if settings.debug else None,
         redoc_url=None,
         openapi_url="/openapi.json",
     )
     app.state.deployment = deployment
+    app.state.limiter = limiter
     install_handlers(app)
-    app.include_router(health.router)
+    for router in routers:
+        app.include_router(router)
+    app.add_middleware(
+        FirewallMiddleware,
+        proxies=parse_networks(settings.trusted_proxies, "trusted_proxies"),
+        limiter=limiter,
+        max_body=settings.max_request_bytes,
+    )
     # Added last = outermost: headers go on every answer, including the bare 500.
     app.add_middleware(ProblemMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
     return app
+
+
+def create_app(deployment: Deployment, limiter: RateLimiter | None = None) -> FastAPI:
+    """The tenant plane."""
+    return _build(deployment, "Strongroom", TENANT_ROUTERS, limiter or make_limiter(deployment))
+
+
+def create_operator_app(deployment: Deployment, limiter: RateLimiter | None = None) -> FastAPI:
+    """The operator plane."""
+    return _build(deployment, "Strongroom operator API", OPERATOR_ROUTERS,
+                  limiter or make_limiter(deployment))
+
+
+class PlaneDispatcher:
+    """Send each request to the plane of the listener (local port) it arrived on."""
+
+    def __init__(self, tenant: ASGIApp, operator_app: ASGIApp, operator_ports: set[int]) -> None:
+        self.tenant = tenant
+        self.operator = operator_app
+        self.operator_ports = operator_ports
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        server = scope.get("server")
+        if scope["type"] in ("http", "websocket") and server and server[1] in self.operator_ports:
+            await self.operator(scope, receive, send)
+        else:
+            await self.tenant(scope, receive, send)
+
+
+def create_dispatcher(deployment: Deployment, operator_ports: set[int]) -> PlaneDispatcher:
+    limiter = make_limiter(deployment)
+    return PlaneDispatcher(create_app(deployment, limiter),
+                           create_operator_app(deployment, limiter), operator_ports)

@@ -68,7 +68,8 @@ def _describe_validation(errors: Sequence[Any]) -> list[dict[str, str]]:
 
 
 async def _strongroom_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StrongroomError)
+    if not isinstance(exc, StrongroomError):  # registered for this type only
+        raise TypeError(type(exc).__name__)
     status = exc.status if 400 <= exc.status < 600 else 500
     if status >= 500 and exc.status != 503:
         error_id = uuid.uuid4().hex
@@ -76,11 +77,19 @@ async def _strongroom_error(request: Request, exc: Exception) -> Response:
                      request.method, request.url.path)
         return problem(status, f"internal error {error_id}", error_id=error_id)
     detail = exc.one_line()
-    return problem(status, detail, slug=exc.slug, title=exc.title, instance=request.url.path)
+    headers = {}
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        headers["retry-after"] = str(retry_after)
+    if status == 401:
+        headers["www-authenticate"] = 'Bearer realm="strongroom"'
+    return problem(status, detail, slug=exc.slug, title=exc.title, instance=request.url.path,
+                   headers=headers or None)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StarletteHTTPException)
+    if not isinstance(exc, StarletteHTTPException):  # registered for this type only
+        raise TypeError(type(exc).__name__)
     detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(exc.status_code, "Error")
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"nothing at {request.url.path}"
@@ -91,7 +100,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
+    if not isinstance(exc, RequestValidationError):  # registered for this type only
+        raise TypeError(type(exc).__name__)
     errors = _describe_validation(exc.errors())
     summary = "; ".join(f"{e['field']}: {e['problem']}" for e in errors[:5])
     return problem(422, f"the request is not valid: {summary}", slug="invalid-input",
@@ -126,9 +136,11 @@ class ProblemMiddleware:
             await self.app(scope, receive, tracking_send)
         except Exception as exc:
             error_id = uuid.uuid4().hex
-            # Type and route only: exception messages may quote request data.
-            logger.error("error %s: unhandled %s on %s %s", error_id, type(exc).__name__,
-                         scope.get("method"), scope.get("path"))
+            # Type and route only, no traceback: exception messages may quote request data.
+            logger.error(  # noqa: TRY400
+                "error %s: unhandled %s on %s %s", error_id, type(exc).__name__,
+                scope.get("method"), scope.get("path"),
+            )
             if started:
                 raise
             response = problem(500, f"internal error {error_id}", error_id=error_id)

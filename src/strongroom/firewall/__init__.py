@@ -1,0 +1,1 @@
+"""Firewall policies: client addresses behind trusted proxies, IP allow-lists, rate limits."""

@@ -1,0 +1,1 @@
+"""Accounts, passwords, MFA, sessions, tokens and roles."""

@@ -1,0 +1,1 @@
+"""Tenant-plane API routers, one module per subject."""

@@ -1,0 +1,59 @@
+"""The audit log over HTTP: tenant admins read their own tenant's events only."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Request
+from sqlalchemy.orm import Session
+
+from strongroom.audit import Actor, EventTag
+from strongroom.audit import query as audit_query
+from strongroom.audit.services import AuditTrail
+from strongroom.identity.permissions import Permission
+from strongroom.web.api.schemas import AuditEventOut, AuditPage
+from strongroom.web.auth import current, deployment_of, route_options
+
+router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
+
+
+def audit_page(
+    session: Session, trail: AuditTrail, actor: Actor, tag: EventTag,
+    flt: audit_query.AuditFilter, reader_tenant: str | None,
+) -> AuditPage:
+    """One page of events; the read is recorded before the events are released."""
+    events = audit_query.list_events(session, flt)
+    trail.record_event(session, tag, actor=actor, tenant=reader_tenant,
+                       details={"events": len(events)})
+    out = [AuditEventOut(**audit_query.event_record(e)) for e in events]
+    more = len(events) == flt.limit
+    return AuditPage(events=out, next_after_seq=events[-1].seq if more and events else None)
+
+
+def filter_values(
+    request: Request, since: str | None, until: str | None, actor: str | None,
+    tag: str | None, outcome: str | None, after_seq: int, limit: int,
+) -> dict[str, object]:
+    """The declared filters, after refusing any query parameter that is not one of them."""
+    audit_query.parse_filter({k: "" for k in request.query_params if k != "tenant"})
+    return {"since": since, "until": until, "actor": actor, "tag": tag, "outcome": outcome,
+            "after_seq": after_seq, "limit": limit}
+
+
+@router.get("/events", response_model=AuditPage, **route_options(Permission.AUDIT_READ))
+def list_events(
+    request: Request,
+    since: str | None = Query(None, max_length=64, description="ISO 8601 time, inclusive"),
+    until: str | None = Query(None, max_length=64, description="ISO 8601 time, inclusive"),
+    actor: str | None = Query(None, max_length=64, description="Actor id"),
+    tag: str | None = Query(None, max_length=64, description="Event tag"),
+    outcome: str | None = Query(None, max_length=16, description="success, denied or failure"),
+    after_seq: int = Query(0, ge=0, le=2**62, description="Only events after this sequence"),
+    limit: int = Query(100, ge=1, le=audit_query.MAX_LIMIT),
+) -> AuditPage:
+    """Your tenant's audit events, oldest first; page on with after_seq."""
+    principal = current(request)
+    dep = deployment_of(request)
+    raw = filter_values(request, since, until, actor, tag, outcome, after_seq, limit)
+    with dep.transaction() as session:
+        flt = audit_query.parse_filter(raw, principal.tenant_id)
+        return audit_page(session, dep.audit, principal.actor(), EventTag.TENANT_AUDIT_READ, flt,
+                          principal.tenant_id)

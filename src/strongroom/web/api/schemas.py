@@ -1,0 +1,153 @@
+"""Request and response bodies of the tenant and operator APIs."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from strongroom.identity.models import Role
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoginRequest(Strict):
+    tenant: str = Field(min_length=1, max_length=40)
+    email: str = Field(min_length=3, max_length=254)
+    password: str = Field(min_length=1, max_length=1024)
+    code: str | None = Field(default=None, max_length=32)
+
+
+class OperatorLoginRequest(Strict):
+    name: str = Field(min_length=1, max_length=40)
+    password: str = Field(min_length=1, max_length=1024)
+    code: str = Field(min_length=1, max_length=32)
+
+
+class TenantOut(BaseModel):
+    slug: str
+    name: str
+    status: str
+
+
+class UserOut(BaseModel):
+    id: str
+    email: str
+    role: Role
+    disabled: bool
+    mfa_enabled: bool
+    created_at: dt.datetime
+
+
+class SessionOut(BaseModel):
+    user: UserOut
+    tenant: TenantOut
+    csrf_token: str | None
+    expires_at: dt.datetime | None
+    mfa_required: bool
+
+
+class OperatorSessionOut(BaseModel):
+    operator: str
+    csrf_token: str
+    expires_at: dt.datetime
+
+
+class PasswordChange(Strict):
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024)
+
+
+class EmailChange(Strict):
+    current_password: str = Field(min_length=1, max_length=1024)
+    email: str = Field(min_length=3, max_length=254)
+
+
+class Reauth(Strict):
+    current_password: str = Field(min_length=1, max_length=1024)
+
+
+class MfaEnrolment(BaseModel):
+    secret: str
+    otpauth_uri: str
+    qr_svg: str
+
+
+class MfaConfirm(Strict):
+    code: str = Field(min_length=1, max_length=32)
+
+
+class RecoveryCodes(BaseModel):
+    recovery_codes: list[str]
+
+
+class UserCreate(Strict):
+    email: str = Field(min_length=3, max_length=254)
+    role: Role
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class UserUpdate(Strict):
+    role: Role | None = None
+    disabled: bool | None = None
+
+
+class TokenCreate(Strict):
+    name: str = Field(min_length=1, max_length=80)
+    role: Role | None = None
+    days: int = Field(default=30, ge=1, le=3650)
+
+
+class TokenOut(BaseModel):
+    id: str
+    name: str
+    role: Role
+    user_id: str
+    created_at: dt.datetime
+    expires_at: dt.datetime
+    revoked_at: dt.datetime | None
+    last_used_at: dt.datetime | None
+
+
+class TokenCreated(TokenOut):
+    token: str
+
+
+class PolicyOut(BaseModel):
+    require_mfa: bool
+    ip_allowlist: list[str]
+    updated_at: dt.datetime
+
+
+class PolicyUpdate(Strict):
+    require_mfa: bool | None = None
+    ip_allowlist: list[str] | None = Field(default=None, max_length=100)
+
+
+class AuditEventOut(BaseModel):
+    seq: int
+    occurred_at: str
+    tag: str
+    event_class: str
+    actor_kind: str
+    actor_id: str | None
+    actor_role: str | None
+    actor_session: str | None
+    actor_address: str | None
+    actor_network: str | None
+    actor_agent: str | None
+    tenant_id: str | None
+    target: str | None
+    outcome: str
+    reason: str | None
+    details: dict[str, object]
+    prev_hash: str
+    hash: str
+    mac: str
+
+
+class AuditPage(BaseModel):
+    events: list[AuditEventOut]
+    next_after_seq: int | None
