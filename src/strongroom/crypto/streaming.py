@@ -58,6 +58,9 @@ class SealingWriter:
     """Encrypts what is written to it into ``sink``; :meth:`close` writes the last segment.
 
     Not closing it leaves a ciphertext without a last segment, which no reader accepts.
+    Plaintext is gathered in one preallocated segment buffer (a fresh allocation per
+    segment costs more than the cipher); writes longer than a segment are encrypted
+    straight from the caller's buffer without copying.
     """
 
     def __init__(self, ikm: bytes, associated_data: bytes, sink: BinaryIO) -> None:
@@ -65,7 +68,8 @@ class SealingWriter:
         self._prefix = secrets.token_bytes(_PREFIX_BYTES)
         self._cipher = _segment_cipher(ikm, salt, associated_data)
         self._sink = sink
-        self._buffer = bytearray()
+        self._segment = memoryview(bytearray(_PLAIN_SEGMENT))
+        self._filled = 0
         self._index = 0
         self._closed = False
         self.plaintext_bytes = 0
@@ -74,38 +78,42 @@ class SealingWriter:
     def _segment_size(self) -> int:
         return _FIRST_PLAIN_SEGMENT if self._index == 0 else _PLAIN_SEGMENT
 
-    def _emit(self, plaintext: bytes | memoryview, last: bool) -> None:
+    def _emit(self, plaintext: memoryview, last: bool) -> None:
         self._sink.write(
             self._cipher.encrypt(_nonce(self._prefix, self._index, last), plaintext, None)
         )
         self._index += 1
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Encrypt every full segment that is known not to be the last; buffer the rest."""
         if self._closed:
             raise ValueError("write to a closed sealing stream")
         view = memoryview(data).cast("B")
-        self.plaintext_bytes += len(view)
-        if self._buffer:
-            take = self._segment_size() - len(self._buffer)
-            self._buffer += view[:take]
+        written = len(view)
+        self.plaintext_bytes += written
+        # A segment is only known not to be the last once more data follows it, so a
+        # full buffer waits for the next write (or close) and one byte is always kept back.
+        if self._filled:
+            take = min(self._segment_size() - self._filled, len(view))
+            self._segment[self._filled : self._filled + take] = view[:take]
+            self._filled += take
             view = view[take:]
-            if len(self._buffer) < self._segment_size() or not view:
-                return len(data)
-            self._emit(bytes(self._buffer), last=False)
-            self._buffer.clear()
-        # Full segments straight from the caller's buffer; keep at least one byte
-        # back, because a segment is only known not to be the last once more follows.
-        while len(view) > self._segment_size():
-            size = self._segment_size()
+            if not view:
+                return written
+            self._emit(self._segment[: self._filled], last=False)
+            self._filled = 0
+        while len(view) > (size := self._segment_size()):
             self._emit(view[:size], last=False)
             view = view[size:]
-        self._buffer += view
-        return len(data)
+        self._segment[: len(view)] = view
+        self._filled = len(view)
+        return written
 
     def close(self) -> None:
+        """Encrypt the buffered rest as the last segment. The sink is left open."""
         if not self._closed:
-            self._emit(bytes(self._buffer), last=True)
-            self._buffer.clear()
+            self._emit(self._segment[: self._filled], last=True)
+            self._filled = 0
             self._closed = True
 
 
@@ -120,16 +128,21 @@ def seal_stream(
     return writer.plaintext_bytes
 
 
-def _read_exactly(source: BinaryIO, size: int) -> bytes:
-    parts = []
-    remaining = size
-    while remaining:
-        part = source.read(remaining)
-        if not part:
+def _read_into(source: BinaryIO, buffer: memoryview) -> int:
+    """Fill ``buffer`` from ``source`` as far as it goes; the byte count (short only at EOF)."""
+    readinto = getattr(source, "readinto", None)
+    filled = 0
+    while filled < len(buffer):
+        if readinto is not None:
+            count = readinto(buffer[filled:])
+        else:
+            part = source.read(len(buffer) - filled)
+            count = len(part)
+            buffer[filled : filled + count] = part
+        if not count:
             break
-        parts.append(part)
-        remaining -= len(part)
-    return b"".join(parts)
+        filled += count
+    return filled
 
 
 def open_stream(ikm: bytes, associated_data: bytes, source: BinaryIO) -> Iterator[bytes]:
@@ -139,26 +152,32 @@ def open_stream(ikm: bytes, associated_data: bytes, source: BinaryIO) -> Iterato
     plaintext of earlier segments has been yielded by then, so callers that must not
     release unverified data write to a temporary place first.
     """
-    header = _read_exactly(source, HEADER_BYTES)
-    if len(header) != HEADER_BYTES or header[0] != HEADER_BYTES:
+    header = memoryview(bytearray(HEADER_BYTES))
+    if _read_into(source, header) != HEADER_BYTES or header[0] != HEADER_BYTES:
         raise DecryptionFailed("object header is missing or malformed (not one of our ciphertexts)")
-    cipher = _segment_cipher(ikm, header[1 : 1 + KEY_BYTES], associated_data)
-    prefix = header[1 + KEY_BYTES :]
-    index = 0
+    cipher = _segment_cipher(ikm, bytes(header[1 : 1 + KEY_BYTES]), associated_data)
+    prefix = bytes(header[1 + KEY_BYTES :])
+    # Two reused buffers: the segment being decrypted, and the one after it, read ahead
+    # because only the absence of a following segment says that this one is the last.
+    current = memoryview(bytearray(SEGMENT_BYTES))
+    following = memoryview(bytearray(SEGMENT_BYTES))
     size = SEGMENT_BYTES - HEADER_BYTES
-    segment = _read_exactly(source, size)
+    filled = _read_into(source, current[:size])
+    index = 0
     while True:
-        following = _read_exactly(source, SEGMENT_BYTES) if len(segment) == size else b""
-        last = not following
+        following_filled = _read_into(source, following) if filled == size else 0
+        last = following_filled == 0
         try:
-            yield cipher.decrypt(_nonce(prefix, index, last), segment, None)
+            plaintext = cipher.decrypt(_nonce(prefix, index, last), current[:filled], None)
         except InvalidTag:
             raise DecryptionFailed(
                 f"object failed authentication at segment {index}: tampered, truncated, "
                 "reordered, or opened as another tenant, object or environment"
             ) from None
+        yield plaintext
         if last:
             return
-        segment = following
+        current, following = following, current
+        filled = following_filled
         size = SEGMENT_BYTES
         index += 1
