@@ -9,7 +9,9 @@ under a real name. Objects are made read-only once published.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
+import io
 import os
 import re
 import secrets
@@ -21,8 +23,9 @@ from strongroom.errors import InvalidInput
 from strongroom.storage.errors import ObjectCorrupted, ObjectMissing
 from strongroom.storage.interfaces import BlobRef
 
-_PREFIX = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+# fullmatch, not match: "$" would also accept a trailing newline.
+_PREFIX = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 _INCOMING = ".incoming"
 
 
@@ -39,11 +42,15 @@ class _HashingWriter:
         self.size += len(data)
         return self._handle.write(data)
 
+    def flush(self) -> None:
+        # Writers handed a BinaryIO may flush it (io wrappers, archive writers do).
+        self._handle.flush()
+
 
 class VerifyingReader:
     """File-like reader that hashes as it goes and refuses a mismatch at end of file."""
 
-    def __init__(self, handle: BinaryIO, ref: BlobRef) -> None:
+    def __init__(self, handle: io.BufferedReader, ref: BlobRef) -> None:
         self._handle = handle
         self._ref = ref
         self._hash = hashlib.sha256()
@@ -52,11 +59,19 @@ class VerifyingReader:
 
     def read(self, size: int = -1) -> bytes:
         chunk = self._handle.read(size)
+        self._account(chunk)
+        return chunk
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        count = self._handle.readinto(buffer)
+        self._account(memoryview(buffer)[:count])
+        return count
+
+    def _account(self, chunk: bytes | memoryview) -> None:
         self._hash.update(chunk)
         self._size += len(chunk)
         if (not chunk or self._size >= self._ref.size) and not self._checked:
             self._check()
-        return chunk
 
     def _check(self) -> None:
         self._checked = True
@@ -84,6 +99,21 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _make_dirs(directory: Path) -> None:
+    """Create ``directory`` and missing parents, fsyncing each new entry into its parent.
+
+    Without that, a power loss after a write was acknowledged could lose the new
+    directory entries, and with them the object.
+    """
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for new in reversed(missing):
+        new.mkdir(mode=0o700, exist_ok=True)
+        _fsync_dir(new.parent)
+
+
 class LocalObjectStore:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -91,35 +121,67 @@ class LocalObjectStore:
         self._incoming.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def _path(self, ref: BlobRef) -> Path:
-        if not _PREFIX.match(ref.prefix) or not _DIGEST.match(ref.digest):
+        if not _PREFIX.fullmatch(ref.prefix) or not _DIGEST.fullmatch(ref.digest):
             raise InvalidInput("object reference is malformed")
         return self.root / "tenants" / ref.prefix / ref.digest[:2] / ref.digest
 
     def clear_incoming(self) -> int:
-        """Remove leftovers of writes that never finished (a crash mid-write)."""
+        """Remove leftovers of writes that never finished (a crash mid-write).
+
+        A write in progress holds an exclusive lock on its temporary file until it is
+        published; the kernel drops the lock when the writer dies. Locked files belong
+        to a live writer (another process on this deployment) and are left alone.
+        """
         removed = 0
         for leftover in self._incoming.iterdir():
-            leftover.unlink(missing_ok=True)
-            removed += 1
+            try:
+                fd = os.open(leftover, os.O_RDONLY)
+            except FileNotFoundError:
+                continue  # published or removed meanwhile
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            else:
+                leftover.unlink(missing_ok=True)
+                removed += 1
+            finally:
+                os.close(fd)
         return removed
 
+    def _locked_temp(self) -> tuple[Path, int]:
+        """A new temporary file in ``.incoming``, open for writing and locked as live."""
+        while True:
+            temp = self._incoming / secrets.token_hex(16)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                ours = temp.stat().st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                ours = False
+            if ours:
+                return temp, fd
+            # A concurrent clear_incoming removed it before we held the lock: start over.
+            os.close(fd)
+
     def put(self, prefix: str, write: Callable[[BinaryIO], None]) -> BlobRef:
-        if not _PREFIX.match(prefix):
+        """Run ``write`` against a hidden temporary file and publish it only once complete."""
+        if not _PREFIX.fullmatch(prefix):
             raise InvalidInput("object prefix is malformed")
-        temp = self._incoming / secrets.token_hex(16)
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        temp, fd = self._locked_temp()
         try:
+            # The file stays open, and so locked, until it is published under its real name.
             with os.fdopen(fd, "wb") as handle:
                 hashing = _HashingWriter(handle)
                 write(hashing)  # type: ignore[arg-type]
                 handle.flush()
                 os.fsync(handle.fileno())
-            ref = BlobRef(prefix, hashing.hash.hexdigest(), hashing.size)
-            final = self._path(ref)
-            final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.chmod(temp, 0o400)
-            os.replace(temp, final)
-            _fsync_dir(final.parent)
+                ref = BlobRef(prefix, hashing.hash.hexdigest(), hashing.size)
+                final = self._path(ref)
+                _make_dirs(final.parent)
+                temp.chmod(0o400)
+                temp.replace(final)
+                _fsync_dir(final.parent)
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
@@ -145,5 +207,5 @@ class LocalObjectStore:
     def delete(self, ref: BlobRef) -> None:
         path = self._path(ref)
         with contextlib.suppress(FileNotFoundError):
-            os.chmod(path, 0o600)
+            path.chmod(0o600)
             path.unlink()

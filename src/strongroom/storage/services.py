@@ -34,6 +34,7 @@ def put_object(
     ring: TenantKeyRing,
     tenant: Tenant,
     chunks: Iterable[bytes],
+    *,
     kind: str,
 ) -> StoredObject:
     """Encrypt ``chunks`` into a new immutable object of ``tenant`` and record it."""
