@@ -18,14 +18,15 @@ from strongroom.db import utcnow
 from strongroom.tenancy.errors import InvalidSlug, TenantExists, TenantNotFound, TenantSuspended
 from strongroom.tenancy.models import Tenant, TenantStatus
 
-SLUG_PATTERN = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
+# Matched with fullmatch: a "$" anchor would also let a trailing newline through.
+SLUG_PATTERN = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 SLUG_MIN, SLUG_MAX = 3, 40
 NAME_MAX = 200
 
 
 def validate_slug(slug: str) -> str:
     """Return ``slug`` if it is 3-40 lower-case letters, digits and single inner hyphens."""
-    if not (SLUG_MIN <= len(slug) <= SLUG_MAX) or not SLUG_PATTERN.match(slug):
+    if not (SLUG_MIN <= len(slug) <= SLUG_MAX) or not SLUG_PATTERN.fullmatch(slug):
         raise InvalidSlug(
             "tenant slug must be 3-40 characters: lower-case letters, digits and single "
             "hyphens, starting with a letter (for example acme-retail)"
