@@ -16,8 +16,8 @@ import tink
 from tink import aead, secret_key_access, streaming_aead
 from tink.proto import aes_gcm_hkdf_streaming_pb2, common_pb2, tink_pb2
 
-from strongroom.crypto import streaming
 from strongroom.config import Environment
+from strongroom.crypto import streaming
 from strongroom.crypto._tink import TinkError
 from strongroom.crypto.errors import DecryptionFailed, MasterKeyError
 
@@ -58,8 +58,9 @@ class TenantKeyRing:
             handle = tink.proto_keyset_format.parse_encrypted(wrapped, env_kek, context)
         except TinkError:
             raise MasterKeyError(
-                "the tenant keyset does not open with this master key and environment",
-                hint="check the master key; data from another environment cannot be opened",
+                "the tenant keyset does not open: wrong master key, or the keyset belongs to "
+                "another tenant or environment",
+                hint="check the master key; keys of another tenant or environment never open",
             ) from None
         return cls(handle, environment, tenant_id)
 
@@ -110,7 +111,8 @@ class TenantKeyRing:
             return bytes(self._aead.decrypt(ciphertext, associated_data))
         except TinkError:
             raise DecryptionFailed(
-                "a wrapped key failed authentication (tampered, or moved to another tenant or object)"
+                "a wrapped key failed authentication "
+                "(tampered, or moved to another tenant or object)"
             ) from None
 
     @staticmethod

@@ -39,7 +39,7 @@ class MasterKeyProvider(Protocol):
     def environment_aead(self, environment: Environment) -> tink_aead.Aead: ...
 
 
-class _EnvironmentKek(tink_aead.Aead):
+class _EnvironmentKek(tink_aead.Aead):  # type: ignore[misc]  # tink ships no type hints
     """AES-256-GCM under a key derived for one environment; usable as a Tink keyset wrapper."""
 
     def __init__(self, key: bytes) -> None:
@@ -125,11 +125,18 @@ def read_master_key_file(path: Path) -> RawMasterKey:
             hint=f"run `chmod 600 {path}`",
         )
     try:
-        text = path.read_text(encoding="ascii")
-    except (PermissionError, UnicodeDecodeError) as exc:
+        raw = path.read_bytes()
+    except OSError as exc:  # not readable by this user, a directory, an I/O error
         raise MasterKeyError(
             f"cannot read master key file {path}: {exc.__class__.__name__}",
-            hint="run as the deployment's owner",
+            hint="it must be a regular file owned and readable by the deployment's user",
+        ) from None
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise MasterKeyError(
+            f"master key from {path} is not valid base64",
+            hint="it must be base64 of 32 random bytes",
         ) from None
     return RawMasterKey(_decode(text, str(path)), str(path))
 
@@ -144,7 +151,7 @@ def load_master_key(settings: Settings) -> RawMasterKey:
 
 def make_key_check(kek: tink_aead.Aead, environment: Environment) -> bytes:
     """A small ciphertext stored with the deployment to recognise the right key at start-up."""
-    return kek.encrypt(_KEY_CHECK, environment.value.encode())
+    return bytes(kek.encrypt(_KEY_CHECK, environment.value.encode()))
 
 
 def verify_key_check(
