@@ -17,7 +17,7 @@ from strongroom.cli import accounts, audit, keys, tenant
 from strongroom.cli._audited import record
 from strongroom.cli._common import HomeOption, deployment, resolve_home, table
 from strongroom.config import Environment, load_settings
-from strongroom.errors import StrongroomError
+from strongroom.errors import InvalidInput, StrongroomError
 
 app = typer.Typer(
     help="Strongroom: a self-hostable cloud for customers' personal data.",
@@ -41,11 +41,17 @@ def init(
     database_url: Annotated[
         str, typer.Option(help="Metadata database URL (default: SQLite in HOME).")
     ] = "",
-    demo: Annotated[bool, typer.Option(help="Also create a tenant called demo.")] = False,
+    demo: Annotated[
+        bool,
+        typer.Option(help="Also create tenant demo with an admin whose generated password is "
+                     "written to HOME/demo-login.txt (not in production)."),
+    ] = False,
 ) -> None:
     """Create a new deployment: settings, master key (0600), local CA and certificate, database."""
     from strongroom.deployment import initialise
 
+    if demo and environment is Environment.PRODUCTION:
+        raise InvalidInput("--demo is refused in production", hint="use --environment development")
     target = resolve_home(home)
     settings = initialise(target, environment, database_url, actor=Actor.cli())
     typer.echo(f"initialised a {settings.environment.value} deployment in {target}")
@@ -53,13 +59,11 @@ def init(
         typer.echo(f"master key: {settings.master_key_file} (back it up apart from the data)")
     typer.echo(f"clients trust: {target / 'tls' / 'ca.pem'}")
     if demo:
-        from strongroom.tenancy.services import create_tenant
+        from strongroom.cli._demo import create_demo
 
-        with deployment(target) as dep, dep.transaction() as session:
-            demo_tenant = create_tenant(session, dep.keys, "demo", "Demo tenant")
-            record(dep, session, EventTag.TENANT_CREATE, tenant=demo_tenant.id,
-                   target=f"tenant:{demo_tenant.id}")
-        typer.echo("created tenant demo")
+        with deployment(target) as dep:
+            login_file = create_demo(dep, target)
+        typer.echo(f"created tenant demo; its admin's login is in {login_file}")
 
 
 def _url(sock: socket.socket) -> str:
