@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -89,7 +90,7 @@ def parse_filter(raw: Mapping[str, Any], tenant_id: str | None = None) -> AuditF
     return AuditFilter(**values)
 
 
-def _statement(flt: AuditFilter) -> sa.Select[tuple[AuditEvent]]:
+def _statement(flt: AuditFilter) -> sa.Select[AuditEvent]:
     stmt = sa.select(AuditEvent).where(AuditEvent.seq > flt.after_seq)
     if flt.since:
         stmt = stmt.where(AuditEvent.occurred_at >= flt.since)
@@ -112,7 +113,11 @@ def list_events(session: Session, flt: AuditFilter) -> list[AuditEvent]:
 
 def iter_events(session: Session, flt: AuditFilter) -> Iterator[AuditEvent]:
     """Every matching event (no limit), streamed: for exports."""
-    yield from session.scalars(_statement(flt).execution_options(yield_per=2000))
+    # Closed when the consumer stops early, so no server-side cursor outlives the export.
+    with contextlib.closing(
+        session.scalars(_statement(flt).execution_options(yield_per=2000))
+    ) as events:
+        yield from events
 
 
 def event_record(event: AuditEvent) -> dict[str, Any]:

@@ -11,6 +11,7 @@ can prove that exactly the purged range, and nothing else, is gone.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -61,18 +62,21 @@ def plan_purge(
     first = last = None
     boundary = ""
     count = 0
-    rows = session.execute(
+    statement = (
         sa.select(AuditEvent.seq, AuditEvent.event_class, AuditEvent.occurred_at, AuditEvent.hash)
         .order_by(AuditEvent.seq)
         .execution_options(yield_per=1000)
     )
-    for seq, klass, occurred_at, event_hash in rows:
-        keep_days = policy.days[EventClass(klass)]
-        if occurred_at > now - dt.timedelta(days=keep_days):
-            break
-        first = seq if first is None else first
-        last, boundary = seq, event_hash
-        count += 1
+    # Closed explicitly: the scan stops early, and a PostgreSQL server-side cursor must not
+    # outlive it.
+    with contextlib.closing(session.execute(statement)) as rows:
+        for seq, klass, occurred_at, event_hash in rows:
+            keep_days = policy.days[EventClass(klass)]
+            if occurred_at > now - dt.timedelta(days=keep_days):
+                break
+            first = seq if first is None else first
+            last, boundary = seq, event_hash
+            count += 1
     if first is None or last is None:
         return None
     return PurgePlan(first, last, count, boundary)

@@ -9,6 +9,7 @@ chain. The first problem found is reported with its sequence number.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from collections.abc import Iterable
@@ -164,29 +165,31 @@ def verify_log(
     wanted = {p[0] for p in stored_points} | {int(p["seq"]) for p in exported or []}
     hashes: dict[int, str] = {}
     expected = purged_through + 1
-    rows = session.scalars(
+    # Closed explicitly: stopping at the first problem must not leave a server-side
+    # cursor (PostgreSQL) open past the transaction.
+    with contextlib.closing(session.scalars(
         sa.select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=2000)
-    )
-    for event in rows:
-        if event.seq < expected:
-            return report.fail(event.seq, "event lies inside a purged range")
-        if event.seq > expected:
-            gap = (f"event {expected} is missing" if event.seq == expected + 1
-                   else f"events {expected}..{event.seq - 1} are missing")
-            return report.fail(expected, f"{gap} (deleted)")
-        if canonical.event_hash(event) != event.hash:
-            return report.fail(event.seq, "content does not match its hash (modified)")
-        if not keys.mac_matches(canonical.MAC_DOMAIN, event.hash.encode(), event.mac):
-            return report.fail(event.seq, "seal (HMAC) does not match: forged or rewritten")
-        if event.prev_hash != prev_hash:
-            return report.fail(event.seq, "does not link to the event before it (inserted, "
-                               "removed or reordered)")
-        if event.seq in wanted:
-            hashes[event.seq] = event.hash
-        report.first_seq = report.first_seq or event.seq
-        report.events += 1
-        prev_hash = event.hash
-        expected += 1
+    )) as rows:
+        for event in rows:
+            if event.seq < expected:
+                return report.fail(event.seq, "event lies inside a purged range")
+            if event.seq > expected:
+                gap = (f"event {expected} is missing" if event.seq == expected + 1
+                       else f"events {expected}..{event.seq - 1} are missing")
+                return report.fail(expected, f"{gap} (deleted)")
+            if canonical.event_hash(event) != event.hash:
+                return report.fail(event.seq, "content does not match its hash (modified)")
+            if not keys.mac_matches(canonical.MAC_DOMAIN, event.hash.encode(), event.mac):
+                return report.fail(event.seq, "seal (HMAC) does not match: forged or rewritten")
+            if event.prev_hash != prev_hash:
+                return report.fail(event.seq, "does not link to the event before it (inserted, "
+                                   "removed or reordered)")
+            if event.seq in wanted:
+                hashes[event.seq] = event.hash
+            report.first_seq = report.first_seq or event.seq
+            report.events += 1
+            prev_hash = event.hash
+            expected += 1
     last_seq = expected - 1
     report.last_seq = last_seq
     if head.seq > last_seq:

@@ -14,6 +14,7 @@ import typer
 from strongroom.audit import EventTag
 from strongroom.audit import query as audit_query
 from strongroom.audit.actors import Actor
+from strongroom.audit.canonical import timestamp
 from strongroom.audit.errors import InvalidAuditFilter
 from strongroom.audit.models import AuditCheckpoint
 from strongroom.audit.policy import retention_policy
@@ -70,8 +71,8 @@ def list_events(
         # Recorded before anything is shown: reading the log is itself on the record.
         record(dep, session, EventTag.AUDIT_READ, details={"events": len(events)})
         lines = [audit_query.to_jsonl(e) for e in events] if as_json else None
-        rows = [
-            (str(e.seq), audit_query.canonical.timestamp(e.occurred_at), e.tag, e.outcome,
+        rows: list[tuple[str, ...]] = [
+            (str(e.seq), timestamp(e.occurred_at), e.tag, e.outcome,
              e.actor_kind + (f":{e.actor_id}" if e.actor_id else ""), e.tenant_id or "-",
              e.reason or "")
             for e in events
