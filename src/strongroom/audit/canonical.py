@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from strongroom.audit.models import AuditEvent
@@ -27,14 +28,25 @@ def timestamp(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def canonical_fields(event: AuditEvent) -> dict[str, Any]:
-    fields: dict[str, Any] = {name: getattr(event, name) for name in CHAIN_FIELDS}
-    fields["occurred_at"] = timestamp(event.occurred_at)
+def chain_fields(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The hashed fields of an event given as a mapping (a row about to be inserted)."""
+    fields: dict[str, Any] = {name: values[name] for name in CHAIN_FIELDS}
+    fields["occurred_at"] = timestamp(values["occurred_at"])
     return fields
 
 
+def canonical_fields(event: AuditEvent) -> dict[str, Any]:
+    return chain_fields({name: getattr(event, name) for name in CHAIN_FIELDS})
+
+
 def canonical_bytes(fields: dict[str, Any]) -> bytes:
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    return json.dumps(
+        fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    ).encode()
+
+
+def values_hash(values: Mapping[str, Any]) -> str:
+    return sha256_hex(canonical_bytes(chain_fields(values)))
 
 
 def event_hash(event: AuditEvent) -> str:

@@ -8,11 +8,12 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from strongroom.audit import canonical
 from strongroom.audit.actors import Actor, clip_agent, network_of
@@ -39,6 +40,16 @@ class Sensitive:
         return "Sensitive(**********)"
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """What :meth:`AuditTrail.record_event` wrote: where the event sits in the chain."""
+
+    seq: int
+    hash: str
+    tag: EventTag
+    occurred_at: dt.datetime
+
+
 @dataclasses.dataclass(frozen=True)
 class CheckpointPolicy:
     every_events: int = 1000
@@ -53,27 +64,122 @@ def checkpoint_message(seq: int, head_hash: str, created_at: str) -> bytes:
     })
 
 
+_HEAD = cast(sa.Table, AuditHead.__table__)
+_EVENTS = cast(sa.Table, AuditEvent.__table__)
+_CHECKPOINTS = cast(sa.Table, AuditCheckpoint.__table__)
+# Built once: the hot path only binds values into cached, compiled statements.
+#
+# Moving the head takes the write lock (SQLite) or the head row lock (PostgreSQL)
+# before the event is inserted, so concurrent writers queue there and sequence
+# numbers never collide. The usual way is one compare-and-set UPDATE from the head
+# this trail wrote last: it matches only if no other writer has moved the head since,
+# so the database stays the only source of truth and a stale guess costs one
+# statement. Otherwise the head is claimed (seq + 1, returning the previous hash)
+# and its hash set once the event is written.
+_ADVANCE_HEAD = (
+    sa.update(_HEAD)
+    .where(
+        _HEAD.c.id == 1,
+        _HEAD.c.seq == sa.bindparam("expect_seq"),
+        _HEAD.c.hash == sa.bindparam("expect_hash"),
+    )
+    .values(seq=sa.bindparam("new_seq"), hash=sa.bindparam("new_hash"))
+)
+_CLAIM_NEXT_SEQ = (
+    sa.update(_HEAD)
+    .where(_HEAD.c.id == 1)
+    .values(seq=_HEAD.c.seq + 1)
+    .returning(_HEAD.c.seq, _HEAD.c.hash, _HEAD.c.checkpoint_seq, _HEAD.c.checkpoint_at)
+)
+_INSERT_EVENT = sa.insert(_EVENTS)
+_SET_HEAD_HASH = sa.update(_HEAD).where(_HEAD.c.id == 1).values(hash=sa.bindparam("head_hash"))
+_MARK_CHECKPOINT = (
+    sa.update(_HEAD)
+    .where(_HEAD.c.id == 1)
+    .values(checkpoint_seq=sa.bindparam("point_seq"), checkpoint_at=sa.bindparam("point_at"))
+)
+_INSERT_CHECKPOINT = sa.insert(_CHECKPOINTS)
+_READ_HEAD = sa.select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1)
+_COLUMN_LIMITS = {
+    column.name: column.type.length
+    for column in _EVENTS.columns
+    if isinstance(column.type, sa.String) and column.type.length
+}
+_PENDING_EXPORTS = "strongroom.audit.pending_checkpoint_exports"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Head:
+    """The chain head as this trail last wrote it: a guess, always checked by the database."""
+
+    seq: int
+    hash: str
+    checkpoint_seq: int
+    checkpoint_at: dt.datetime
+
+
 class AuditTrail:
     """Writes audit events with the caller's session, in the caller's transaction."""
 
     def __init__(self, keys: AuditKeys, policy: CheckpointPolicy | None = None) -> None:
         self.keys = keys
         self.policy = policy or CheckpointPolicy()
+        # Replaced whole, never mutated, so threads sharing the trail see one or the other.
+        self._last_head: _Head | None = None
 
     def hash_value(self, value: str) -> str:
         """The token a sensitive value is stored as; lets an operator find events about it."""
         return self.keys.mac(SENSITIVE_DOMAIN, value.encode())
 
-    def _clean_details(self, details: Any) -> Any:
+    def clean_details(self, details: Any) -> Any:
+        """``details`` with every :class:`Sensitive` value replaced by its HMAC token."""
         if isinstance(details, Sensitive):
             return {"hmac": self.hash_value(details.value)}
         if isinstance(details, dict):
-            return {str(k): self._clean_details(v) for k, v in details.items()}
+            if not all(isinstance(k, str) for k in details):
+                raise TypeError("audit detail keys must be plain strings")
+            return {k: self.clean_details(v) for k, v in details.items()}
         if isinstance(details, list | tuple):
-            return [self._clean_details(v) for v in details]
+            return [self.clean_details(v) for v in details]
         if details is None or isinstance(details, bool | int | float | str):
             return details
         raise TypeError(f"audit detail of type {type(details).__name__} is not allowed")
+
+    def _row(
+        self, tag: EventTag, actor: Actor, tenant: str | None, target: str | None,
+        outcome: Outcome, reason: str | None, details: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        if not isinstance(tag, EventTag):
+            raise TypeError("audit tags must be EventTag members")
+        row: dict[str, Any] = {
+            "occurred_at": utcnow(),
+            "tag": tag.value,
+            "event_class": event_class(tag).value,
+            "actor_kind": actor.kind,
+            "actor_id": actor.id,
+            "actor_role": actor.role,
+            "actor_session": actor.session,
+            "actor_address": (
+                self.keys.mac(ADDRESS_DOMAIN, actor.address.encode()) if actor.address else None
+            ),
+            "actor_network": network_of(actor.address),
+            "actor_agent": clip_agent(actor.user_agent),
+            "tenant_id": tenant,
+            "target": target,
+            "outcome": Outcome(outcome).value,
+            "reason": reason,
+            "details": json.dumps(
+                self.clean_details(details or {}), sort_keys=True, separators=(",", ":"),
+                allow_nan=False,
+            ),
+        }
+        # PostgreSQL would refuse an over-long value and SQLite would keep it: either way
+        # the caller's bug, so it is refused here alike on both, not turned into a 503.
+        for name, limit in _COLUMN_LIMITS.items():
+            value = row.get(name)
+            if value is not None and len(value) > limit:
+                raise ValueError(f"audit field {name} is longer than {limit} characters")
+        return row
 
     def record_event(
         self,
@@ -86,71 +192,59 @@ class AuditTrail:
         outcome: Outcome = Outcome.SUCCESS,
         reason: str | None = None,
         details: dict[str, Any] | None = None,
-    ) -> AuditEvent:
-        """Append one event to the chain, flushed now so a failure stops the caller's change.
+    ) -> RecordedEvent:
+        """Append one event to the chain, written now so a failure stops the caller's change.
 
         Raises :class:`AuditUnavailable` (503) when the event cannot be written; the
         caller's transaction must then roll back, which its context manager does.
+        Returns the new event's sequence number and hash.
         """
-        if not isinstance(tag, EventTag):
-            raise TypeError("audit tags must be EventTag members")
-        clean = json.dumps(
-            self._clean_details(details or {}), sort_keys=True, separators=(",", ":")
-        )
+        row = self._row(tag, actor, tenant, target, outcome, reason, details)
+        # The caller's own pending changes go first, so that their errors stay theirs
+        # and are not reported as the audit trail failing.
+        session.flush()
         try:
-            # The UPDATE takes the write lock (SQLite) or row lock (PostgreSQL) first,
-            # so concurrent writers queue here and sequence numbers never collide.
-            head_seq, prev_hash = session.execute(
-                sa.update(AuditHead)
-                .where(AuditHead.id == 1)
-                .values(seq=AuditHead.seq + 1)
-                .returning(AuditHead.seq, AuditHead.hash)
-            ).one()
-            event = AuditEvent(
-                seq=head_seq,
-                occurred_at=utcnow(),
-                tag=tag.value,
-                event_class=event_class(tag).value,
-                actor_kind=actor.kind,
-                actor_id=actor.id,
-                actor_role=actor.role,
-                actor_session=actor.session,
-                actor_address=(
-                    self.keys.mac(ADDRESS_DOMAIN, actor.address.encode()) if actor.address else None
-                ),
-                actor_network=network_of(actor.address),
-                actor_agent=clip_agent(actor.user_agent),
-                tenant_id=tenant,
-                target=target,
-                outcome=outcome.value,
-                reason=reason,
-                details=clean,
-                prev_hash=prev_hash,
+            head = self._append(session.connection(), row)
+            due_by_count = row["seq"] - head.checkpoint_seq >= self.policy.every_events
+            due_by_time = row["occurred_at"] - head.checkpoint_at >= dt.timedelta(
+                minutes=self.policy.every_minutes
             )
-            event.hash = canonical.event_hash(event)
-            event.mac = self.keys.mac(canonical.MAC_DOMAIN, event.hash.encode())
-            session.add(event)
-            session.execute(sa.update(AuditHead).where(AuditHead.id == 1).values(hash=event.hash))
-            session.flush()
-            self._maybe_checkpoint(session, event)
+            if due_by_count or due_by_time:
+                self.checkpoint(session, row["seq"], row["hash"])
         except SQLAlchemyError as exc:
+            self._last_head = None
             logger.error("audit write failed (%s); refusing the action", type(exc).__name__)
             raise AuditUnavailable(
                 "the audit trail cannot be written, so nothing was done",
                 hint="check the metadata database (disk space, permissions) and retry",
             ) from None
-        return event
+        return RecordedEvent(row["seq"], row["hash"], tag, row["occurred_at"])
 
-    def _maybe_checkpoint(self, session: Session, event: AuditEvent) -> None:
-        head = session.get(AuditHead, 1)
-        if head is None:
-            raise SQLAlchemyError("audit head row is missing")
-        due_by_count = event.seq - head.checkpoint_seq >= self.policy.every_events
-        due_by_time = event.occurred_at - head.checkpoint_at >= dt.timedelta(
-            minutes=self.policy.every_minutes
-        )
-        if due_by_count or due_by_time:
-            self.checkpoint(session, event.seq, event.hash)
+    def _seal(self, row: dict[str, Any], seq: int, prev_hash: str) -> None:
+        row["seq"], row["prev_hash"] = seq, prev_hash
+        row["hash"] = canonical.values_hash(row)
+        row["mac"] = self.keys.mac(canonical.MAC_DOMAIN, row["hash"].encode())
+
+    def _append(self, connection: Connection, row: dict[str, Any]) -> _Head:
+        """Link ``row`` to the head, insert it and move the head; return the old head."""
+        guess = self._last_head
+        if guess is not None:
+            self._seal(row, guess.seq + 1, guess.hash)
+            moved = connection.execute(_ADVANCE_HEAD, {
+                "expect_seq": guess.seq, "expect_hash": guess.hash,
+                "new_seq": row["seq"], "new_hash": row["hash"],
+            })
+            if moved.rowcount == 1:
+                connection.execute(_INSERT_EVENT, row)
+                self._last_head = dataclasses.replace(guess, seq=row["seq"], hash=row["hash"])
+                return guess
+        claimed = connection.execute(_CLAIM_NEXT_SEQ).one()
+        self._seal(row, claimed.seq, claimed.hash)
+        connection.execute(_INSERT_EVENT, row)
+        connection.execute(_SET_HEAD_HASH, {"head_hash": row["hash"]})
+        head = _Head(claimed.seq - 1, claimed.hash, claimed.checkpoint_seq, claimed.checkpoint_at)
+        self._last_head = dataclasses.replace(head, seq=row["seq"], hash=row["hash"])
+        return head
 
     def checkpoint(self, session: Session, seq: int, head_hash: str) -> AuditCheckpoint:
         """Sign the chain head now; also append it to the export file after commit."""
@@ -163,30 +257,73 @@ class AuditTrail:
                 checkpoint_message(seq, head_hash, canonical.timestamp(created_at))
             ),
         )
-        session.add(point)
-        session.execute(
-            sa.update(AuditHead)
-            .where(AuditHead.id == 1)
-            .values(checkpoint_seq=seq, checkpoint_at=created_at)
-        )
-        session.flush()
+        connection = session.connection()
+        connection.execute(_INSERT_CHECKPOINT, {
+            "seq": seq, "hash": head_hash, "created_at": created_at,
+            "signature": point.signature,
+        })
+        connection.execute(_MARK_CHECKPOINT, {"point_seq": seq, "point_at": created_at})
+        last = self._last_head
+        if last is not None:
+            self._last_head = dataclasses.replace(
+                last, checkpoint_seq=seq, checkpoint_at=created_at
+            )
         if self.policy.export_file is not None:
-            export_file = self.policy.export_file
-            line = checkpoint_line(point, self.keys.public_key.hex())
-
-            def append_after_commit(_session: Session) -> None:
-                append_checkpoint(export_file, line)
-
-            sa.event.listen(session, "after_commit", append_after_commit, once=True)
+            _export_after_commit(
+                session, self.policy.export_file, checkpoint_line(point, self.keys.public_key.hex())
+            )
         return point
 
     def checkpoint_now(self, session: Session) -> AuditCheckpoint | None:
         """Checkpoint the current head unless it is already checkpointed."""
-        head = session.get(AuditHead, 1)
+        session.flush()
+        head = session.connection().execute(_READ_HEAD).one_or_none()
         if head is None or head.seq == 0:
             return None
         existing = session.scalar(sa.select(AuditCheckpoint).where(AuditCheckpoint.seq == head.seq))
         return existing or self.checkpoint(session, head.seq, head.hash)
+
+
+def _export_after_commit(session: Session, path: Path, line: str) -> None:
+    """Queue ``line`` for the export file: written once the transaction commits, dropped
+    if it (or the savepoint it was made in) rolls back, even when the session is reused."""
+    pending: list[tuple[SessionTransaction, Path, str]] | None = session.info.get(
+        _PENDING_EXPORTS
+    )
+    if pending is None:
+        pending = session.info[_PENDING_EXPORTS] = []
+        sa.event.listen(session, "after_commit", _write_pending_exports)
+        sa.event.listen(session, "after_soft_rollback", _drop_rolled_back_exports)
+    current = session.get_nested_transaction() or session.get_transaction()
+    if current is None:
+        raise SQLAlchemyError("a checkpoint needs a transaction")
+    pending.append((current, path, line))
+
+
+def _write_pending_exports(session: Session) -> None:
+    pending = session.info.get(_PENDING_EXPORTS) or []
+    lines, pending[:] = list(pending), []
+    for _transaction, path, line in lines:
+        try:
+            append_checkpoint(path, line)
+        except OSError as exc:
+            # The events are committed; failing now would tell the caller a lie. The
+            # checkpoint stays in the database, and verify reports the file as behind.
+            logger.error("could not export an audit checkpoint to the checkpoint file (%s)",
+                         type(exc).__name__)
+
+
+def _drop_rolled_back_exports(session: Session, previous: SessionTransaction) -> None:
+    pending = session.info.get(_PENDING_EXPORTS) or []
+
+    def inside(transaction: SessionTransaction | None) -> bool:
+        while transaction is not None:
+            if transaction is previous:
+                return True
+            transaction = transaction.parent
+        return False
+
+    pending[:] = [entry for entry in pending if not inside(entry[0])]
 
 
 def checkpoint_line(point: AuditCheckpoint, public_key: str) -> str:
