@@ -183,6 +183,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per row")
     parser.add_argument("--files", type=Path, help="also seal to and open from a file here")
     args = parser.parse_args()
+    if args.files and not args.files.is_dir():
+        parser.error(f"--files {args.files} is not a directory")
 
     bench = Bench(args.mib, args.files)
     bench.check_interop()
