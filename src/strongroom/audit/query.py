@@ -59,6 +59,9 @@ def parse_filter(raw: Mapping[str, Any], tenant_id: str | None = None) -> AuditF
     ``tenant`` arrives already resolved to ``tenant_id`` by the caller, because only
     the caller knows whether the reader may see that tenant.
     """
+    if "tenant" in raw:
+        # Silently ignoring it would turn a tenant-filtered read into a read of everything.
+        raise TypeError("parse_filter takes the tenant resolved, as tenant_id, never raw")
     unknown = sorted(set(raw) - set(FILTER_FIELDS))
     if unknown:
         raise InvalidAuditFilter(

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from strongroom.audit import canonical
@@ -67,14 +68,36 @@ class VerifyReport:
         )
 
 
-def _check_is_audit_log(session: Session) -> AuditHead:
-    inspector = sa.inspect(session.connection())
-    missing = [t for t in _TABLES if not inspector.has_table(t)]
+def _missing_tables(connection: sa.Connection) -> list[str]:
+    inspector = sa.inspect(connection)
+    return [t for t in _TABLES if not inspector.has_table(t)]
+
+
+def _not_an_audit_log() -> NotAnAuditLog:
+    return NotAnAuditLog(
+        "this database holds no Strongroom audit log (it is empty or belongs to something "
+        "else: the audit tables are missing)",
+        hint="check --home and database_url point at a Strongroom deployment",
+    )
+
+
+def require_audit_log(engine: sa.Engine) -> None:
+    """Refuse plainly, before anything else, a database that holds no audit log.
+
+    A database that cannot be reached is left for the caller's own opening to report.
+    """
+    try:
+        with engine.connect() as connection:
+            missing = _missing_tables(connection)
+    except OperationalError:
+        return
     if missing:
-        raise NotAnAuditLog(
-            "this database holds no Strongroom audit log (tables missing)",
-            hint="check --home and database_url point at a Strongroom deployment",
-        )
+        raise _not_an_audit_log()
+
+
+def _check_is_audit_log(session: Session) -> AuditHead:
+    if _missing_tables(session.connection()):
+        raise _not_an_audit_log()
     head = session.get(AuditHead, 1)
     if head is None:
         raise NotAnAuditLog("this audit log has no head record; it was not made by Strongroom")

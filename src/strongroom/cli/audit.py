@@ -20,9 +20,11 @@ from strongroom.audit.models import AuditCheckpoint
 from strongroom.audit.policy import retention_policy
 from strongroom.audit.retention import plan_purge, purge
 from strongroom.audit.services import checkpoint_line
-from strongroom.audit.verify import read_exported_checkpoints, verify_log
+from strongroom.audit.verify import read_exported_checkpoints, require_audit_log, verify_log
 from strongroom.cli._audited import record
-from strongroom.cli._common import HomeOption, deployment, table
+from strongroom.cli._common import HomeOption, deployment, resolve_home, table
+from strongroom.config import load_settings
+from strongroom.db import create_db_engine
 from strongroom.tenancy.services import get_tenant
 
 app = typer.Typer(
@@ -132,6 +134,12 @@ def verify(
     home: HomeOption = None,
 ) -> None:
     """Prove the log intact. Exit 0 when intact; 1 with the first broken sequence number if not."""
+    # An empty or foreign database is said to be so, not reported as a stale schema.
+    engine = create_db_engine(load_settings(resolve_home(home)).sqlalchemy_url)
+    try:
+        require_audit_log(engine)
+    finally:
+        engine.dispose()
     with deployment(home) as dep:
         path = checkpoints or dep.settings.audit_checkpoint_file
         exported = None
