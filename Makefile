@@ -34,17 +34,7 @@ run: install ## Serve a demo deployment in var/ over HTTPS (initialised on first
 	@if [ ! -e $(DEMO_HOME)/strongroom.toml ]; then \
 		$(BIN)/strongroom init --home $(DEMO_HOME) --environment development --demo; \
 	fi
-	@echo
-	@echo "  Strongroom demo deployment in $(DEMO_HOME)/ (development environment)"
-	@echo "  URL          https://$(HOST):$(PORT)/"
-	@echo "  trust CA     $(DEMO_HOME)/tls/ca.pem"
-	@echo "  try it       curl --cacert $(DEMO_HOME)/tls/ca.pem https://$(HOST):$(PORT)/healthz"
-	@echo "  operate it   STRONGROOM_HOME=$(DEMO_HOME) $(BIN)/strongroom --help"
-	@echo "               (for example: STRONGROOM_HOME=$(DEMO_HOME) $(BIN)/strongroom tenant list)"
-	@echo "  log in       no user accounts yet: sign-in arrives with identity (issue 4);"
-	@echo "               today the operator CLI above is the way in. Tenant 'demo' exists."
-	@echo "  stop         Ctrl-C.  Start afresh: rm -rf $(DEMO_HOME)"
-	@echo
+	@$(BIN)/python scripts/demo_banner.py $(DEMO_HOME) $(HOST) $(PORT)
 	$(BIN)/strongroom serve --home $(DEMO_HOME) --host $(HOST) --port $(PORT)
 
 test: install ## Run the test suite (with CI=true the PostgreSQL runs are required, not skipped)
