@@ -189,6 +189,36 @@ REGISTRY: tuple[Setting, ...] = (
         "audit_retention_days_routine", int, 90,
         "Minimum days routine read events (counts, previews, audit reads) are kept.",
     ),
+    Setting(
+        "backup_repository", Path, Path(),
+        "Directory backups are written to; it must exist and lie outside HOME (on another "
+        "disk or a mounted share). Empty: not set, and `backup run` refuses to run.",
+    ),
+    Setting(
+        "backup_daily_keep", int, 3, "How many of the newest daily backups prune keeps.",
+        maximum=366,
+    ),
+    Setting(
+        "backup_weekly_keep", int, 4, "How many of the newest weekly backups prune keeps.",
+        maximum=520,
+    ),
+    Setting(
+        "backup_hour", int, 2,
+        "Hour of the day (0-23, UTC) at which `serve` takes the daily backup.",
+        minimum=0, maximum=23,
+    ),
+    Setting(
+        "backup_weekday", int, 6,
+        "Day of the week (0 = Monday ... 6 = Sunday, UTC) on which `serve` also takes the "
+        "weekly backup and runs a restore drill.",
+        minimum=0, maximum=6,
+    ),
+    Setting(
+        "tenant_deletion_delay_days", int, 7,
+        "Days between `tenant delete` and the tenant's data and keys being purged; the "
+        "deletion can be cancelled with `tenant undelete` until then.",
+        minimum=0, maximum=365,
+    ),
 )
 
 _BY_NAME = {s.name: s for s in REGISTRY}
@@ -227,6 +257,12 @@ class Settings:
     audit_retention_days_security: int
     audit_retention_days_administration: int
     audit_retention_days_routine: int
+    backup_repository: Path
+    backup_daily_keep: int
+    backup_weekly_keep: int
+    backup_hour: int
+    backup_weekday: int
+    tenant_deletion_delay_days: int
     sources: Mapping[str, str] = dataclasses.field(default_factory=dict, compare=False)
 
     @property
