@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 from tink import aead
 
 from strongroom.config import Environment
-from strongroom.crypto import audit_keys, master
+from strongroom.crypto import audit_keys, backup_keys, master
 from strongroom.crypto._tink import TinkError
 from strongroom.crypto.errors import KeyNotFound, MasterKeyError
 from strongroom.crypto.macs import MacKey
@@ -117,6 +117,10 @@ class KeyStore:
             self._secret(session, audit_keys.MAC_PURPOSE),
             self._secret(session, audit_keys.SIGNING_PURPOSE),
         )
+
+    def backup_signing_key(self, session: Session) -> backup_keys.BackupSigningKey:
+        """The Ed25519 key that signs backup manifests, made on first use."""
+        return backup_keys.BackupSigningKey(self._secret(session, backup_keys.SIGNING_PURPOSE))
 
     def identity_key(self, session: Session) -> MacKey:
         """The key that turns emails into look-up tokens and derives CSRF tokens."""
