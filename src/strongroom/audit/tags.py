@@ -46,6 +46,16 @@ class EventTag(StrEnum):
     DATASET_READ = "user:dataset:read"
     EXPORT_CREATE = "user:export:create"
     EXPORT_DOWNLOAD = "user:export:download"
+    BACKUP_RUN = "operator:backup:run"
+    BACKUP_VERIFY = "operator:backup:verify"
+    BACKUP_DRILL = "operator:backup:drill"
+    BACKUP_PRUNE = "operator:backup:prune"
+    BACKUP_HOLD = "operator:backup:hold"
+    BACKUP_RELEASE = "operator:backup:release"
+    BACKUP_RESTORE = "operator:backup:restore"
+    TENANT_DELETE = "operator:tenant:delete"
+    TENANT_UNDELETE = "operator:tenant:undelete"
+    TENANT_PURGE = "operator:tenant:purge"
     # The system itself
     ALERT_RAISE = "system:alert:raise"
 
@@ -73,6 +83,16 @@ TAG_CLASS: dict[EventTag, EventClass] = {
     EventTag.DATASET_READ: EventClass.ROUTINE,
     EventTag.EXPORT_CREATE: EventClass.SECURITY,
     EventTag.EXPORT_DOWNLOAD: EventClass.SECURITY,
+    EventTag.BACKUP_RUN: EventClass.ADMINISTRATION,
+    EventTag.BACKUP_VERIFY: EventClass.ADMINISTRATION,
+    EventTag.BACKUP_DRILL: EventClass.ADMINISTRATION,
+    EventTag.BACKUP_PRUNE: EventClass.SECURITY,
+    EventTag.BACKUP_HOLD: EventClass.SECURITY,
+    EventTag.BACKUP_RELEASE: EventClass.SECURITY,
+    EventTag.BACKUP_RESTORE: EventClass.SECURITY,
+    EventTag.TENANT_DELETE: EventClass.SECURITY,
+    EventTag.TENANT_UNDELETE: EventClass.SECURITY,
+    EventTag.TENANT_PURGE: EventClass.SECURITY,
     EventTag.ALERT_RAISE: EventClass.SECURITY,
 }
 
