@@ -1,6 +1,7 @@
 """Every model, imported once so Alembic and tests see the whole schema."""
 
 from strongroom.audit.models import AuditCheckpoint, AuditEvent, AuditHead, AuditPurge
+from strongroom.backup.models import BackupDrill
 from strongroom.crypto.models import DeploymentRecord, KeysetRecord
 from strongroom.db import Base
 from strongroom.identity.models import (
@@ -13,10 +14,11 @@ from strongroom.identity.models import (
     User,
 )
 from strongroom.storage.models import StoredObject
+from strongroom.tenancy.deletion import TenantDeletion
 from strongroom.tenancy.models import Tenant
 
 __all__ = [
-    "AuditCheckpoint", "AuditEvent", "AuditHead", "AuditPurge", "Base", "DeploymentRecord",
-    "ApiToken", "AuthSession", "KeysetRecord", "LoginThrottle", "Operator", "RecoveryCode",
-    "StoredObject", "Tenant", "TenantPolicy", "User",
+    "ApiToken", "AuditCheckpoint", "AuditEvent", "AuditHead", "AuditPurge", "AuthSession",
+    "BackupDrill", "Base", "DeploymentRecord", "KeysetRecord", "LoginThrottle", "Operator",
+    "RecoveryCode", "StoredObject", "Tenant", "TenantDeletion", "TenantPolicy", "User",
 ]

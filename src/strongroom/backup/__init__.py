@@ -1,0 +1,1 @@
+"""Backups: consistent, encrypted, signed snapshots; retention, holds, verify, drills, restore."""
