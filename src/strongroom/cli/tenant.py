@@ -82,3 +82,12 @@ def resume(
             record(dep, session, EventTag.TENANT_RESUME, tenant=tenant.id,
                    target=f"tenant:{tenant.id}")
     typer.echo(f"resumed tenant {slug}")
+
+
+def _register_deletion() -> None:
+    from strongroom.cli import tenant_deletion
+
+    tenant_deletion.register(app)
+
+
+_register_deletion()
