@@ -301,10 +301,11 @@ def _parse(setting: Setting, raw: object, where: str) -> object:
             return raw.lower() in _TRUE
         raise fail
     if setting.type is int:
-        if isinstance(raw, bool):
+        # bool is an int subclass, and int(8443.5) would silently drop the fraction.
+        if isinstance(raw, bool) or not isinstance(raw, int | str):
             raise fail
         try:
-            number = int(raw)  # type: ignore[call-overload]
+            number = int(raw)
         except (TypeError, ValueError):
             raise fail from None
         if not setting.minimum <= number <= setting.maximum:

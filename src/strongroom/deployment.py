@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from strongroom import db
@@ -69,6 +70,33 @@ def _refuse_existing(home: Path) -> None:
             )
 
 
+def _refuse_shared_database(conn: Connection) -> None:
+    # Refuse a shared database that already holds a deployment, before touching it.
+    if conn.dialect.has_table(conn, "deployment"):
+        raise ConfigurationError(
+            "the database at database_url already holds a deployment",
+            hint="give each deployment its own database",
+        )
+
+
+def _first_missing(path: Path) -> Path:
+    """The topmost directory that creating ``path`` would make (to remove it all on failure)."""
+    top = path
+    while not top.parent.exists() and top.parent != top:
+        top = top.parent
+    return top
+
+
+def _make_home(home: Path) -> None:
+    try:
+        _make_home(home)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot create home directory {home}: {exc.strerror}",
+            hint="choose a --home whose parent is a writable directory",
+        ) from None
+
+
 def initialise(
     home: Path,
     environment: Environment,
@@ -77,16 +105,19 @@ def initialise(
 ) -> Settings:
     """Create a new deployment in ``home``. On any failure, everything made is removed."""
     created_home = not home.exists()
+    made_root = _first_missing(home) if created_home else None
     if not created_home:
         if not home.is_dir():
-            raise ConfigurationError(f"{home} is not a directory", hint="pass a directory as --home")
+            raise ConfigurationError(
+                f"{home} is not a directory", hint="pass a directory as --home"
+            )
         if not os.access(home, os.W_OK | os.X_OK):
             raise ConfigurationError(f"home directory {home} is not writable by this user")
         _refuse_existing(home)
     made: list[Path] = []
     engine: Engine | None = None
     try:
-        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _make_home(home)
         values: dict[str, object] = {"environment": environment.value}
         if database_url:
             values["database_url"] = database_url
@@ -111,22 +142,23 @@ def initialise(
             master.load_master_key(settings).environment_aead(settings.environment),
             settings.environment,
         )
-        with engine.begin() as conn:
-            # Refuse a shared database that already holds a deployment, before touching it.
-            if conn.dialect.has_table(conn, "deployment"):
-                raise ConfigurationError(
-                    "the database at database_url already holds a deployment",
-                    hint="give each deployment its own database",
-                )
-            # Schema and deployment record in one transaction: all or nothing.
-            db.migrate(conn)
-            with Session(bind=conn) as session:
-                keys.initialise(session)
-                session.flush()
+        try:
+            with engine.begin() as conn:
+                _refuse_shared_database(conn)
+                # Schema and deployment record in one transaction: all or nothing.
+                db.migrate(conn)
+                with Session(bind=conn) as session:
+                    keys.initialise(session)
+                    session.flush()
+        except OperationalError as exc:
+            raise ConfigurationError(
+                f"cannot use the metadata database: {exc.orig.__class__.__name__}",
+                hint="check database_url and that the database is running and reachable",
+            ) from None
     except BaseException:
         if engine is not None:
             engine.dispose()
-        _remove(made, home if created_home else None)
+        _remove(made, made_root)
         raise
     engine.dispose()
     return settings
