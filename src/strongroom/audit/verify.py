@@ -155,17 +155,31 @@ def _check_checkpoints(
     return checked
 
 
+_POINT_TEXT_FIELDS = ("hash", "created_at", "signature", "public_key")
+
+
+def _exported_point(line: str) -> dict[str, Any] | None:
+    try:
+        raw = json.loads(line)
+        point = {k: raw[k] for k in ("seq", *_POINT_TEXT_FIELDS)}
+    except (ValueError, KeyError, TypeError):
+        return None
+    seq_ok = isinstance(point["seq"], int) and not isinstance(point["seq"], bool)
+    if not seq_ok or not all(isinstance(point[k], str) for k in _POINT_TEXT_FIELDS):
+        return None
+    return point
+
+
 def read_exported_checkpoints(lines: Iterable[str]) -> list[dict[str, Any]]:
+    """Parse an exported checkpoint file; a malformed line is refused with its number."""
     points = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        try:
-            point = json.loads(line)
-            points.append({k: point[k] for k in ("seq", "hash", "created_at", "signature",
-                                                 "public_key")})
-        except (ValueError, KeyError, TypeError):
-            raise InvalidAuditFilter(f"checkpoint file line {number} is not a checkpoint") from None
+        point = _exported_point(line)
+        if point is None:
+            raise InvalidAuditFilter(f"checkpoint file line {number} is not a checkpoint")
+        points.append(point)
     return points
 
 
