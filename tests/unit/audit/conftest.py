@@ -88,6 +88,23 @@ def is_postgres(deployment: Deployment) -> bool:
     return deployment.engine.dialect.name == "postgresql"
 
 
+def break_audit_writes(deployment: Deployment) -> None:
+    """Make every INSERT into audit_events fail inside the database."""
+    if is_postgres(deployment):
+        sql(deployment, "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS "
+                        "$$ BEGIN RAISE EXCEPTION 'disk full'; END $$")
+        sql(deployment, "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events "
+                        "FOR EACH ROW EXECUTE FUNCTION refuse_audit()")
+    else:
+        sql(deployment, "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events "
+                        "BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+
+
+def repair_audit_writes(deployment: Deployment) -> None:
+    sql(deployment, "DROP TRIGGER refuse_audit" + (
+        " ON audit_events" if is_postgres(deployment) else ""))
+
+
 def cli_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STRONGROOM_")}
     env["PYTHONUNBUFFERED"] = "1"

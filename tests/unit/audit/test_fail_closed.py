@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy.exc import IntegrityError
-from tests.unit.audit.conftest import is_postgres, sql, verify
+from tests.unit.audit.conftest import break_audit_writes, repair_audit_writes, sql, verify
 
 from strongroom.audit import Actor, EventTag
 from strongroom.audit.errors import AuditUnavailable
@@ -22,23 +22,6 @@ from strongroom.tenancy.models import Tenant
 from strongroom.tenancy.services import create_tenant
 
 REFUSAL = "the audit trail cannot be written"
-
-
-def break_audit_writes(deployment: Deployment) -> None:
-    """Make every INSERT into audit_events fail inside the database."""
-    if is_postgres(deployment):
-        sql(deployment, "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS "
-                        "$$ BEGIN RAISE EXCEPTION 'disk full'; END $$")
-        sql(deployment, "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events "
-                        "FOR EACH ROW EXECUTE FUNCTION refuse_audit()")
-    else:
-        sql(deployment, "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events "
-                        "BEGIN SELECT RAISE(ABORT, 'disk full'); END")
-
-
-def repair_audit_writes(deployment: Deployment) -> None:
-    sql(deployment, "DROP TRIGGER refuse_audit" + (
-        " ON audit_events" if is_postgres(deployment) else ""))
 
 
 def state(deployment: Deployment) -> dict[str, list[Any]]:

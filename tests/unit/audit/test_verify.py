@@ -126,12 +126,24 @@ def test_a_forged_line_in_the_exported_file_is_detected(deployment: Deployment) 
     assert "exported checkpoint" in (report.problem or "")
 
 
-def test_an_unreadable_checkpoint_file_is_refused_with_its_line_number() -> None:
-    with pytest.raises(InvalidAuditFilter, match="line 2 is not a checkpoint"):
-        read_exported_checkpoints([
-            '{"seq": 1, "hash": "a", "created_at": "x", "signature": "b", "public_key": "c"}',
-            "not json",
-        ])
+GOOD_POINT = {"seq": 1, "hash": "a", "created_at": "x", "signature": "b", "public_key": "c"}
+
+
+@pytest.mark.parametrize(
+    "bad_line",
+    [
+        "not json",
+        json.dumps([1, 2]),
+        json.dumps({k: v for k, v in GOOD_POINT.items() if k != "signature"}),
+        json.dumps(GOOD_POINT | {"seq": "10"}),
+        json.dumps(GOOD_POINT | {"seq": True}),
+        json.dumps(GOOD_POINT | {"signature": 5}),
+    ],
+)
+def test_an_unreadable_checkpoint_file_is_refused_with_its_line_number(bad_line: str) -> None:
+    assert read_exported_checkpoints([json.dumps(GOOD_POINT)]) == [GOOD_POINT]
+    with pytest.raises(InvalidAuditFilter, match="line 3 is not a checkpoint"):
+        read_exported_checkpoints([json.dumps(GOOD_POINT), "", bad_line])
 
 
 # -- the CLI -------------------------------------------------------------------------------------
