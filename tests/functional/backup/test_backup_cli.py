@@ -1,0 +1,164 @@
+"""The real ``strongroom backup`` and ``restore`` commands in subprocesses."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from strongroom.config import load_settings
+from strongroom.deployment import open_deployment
+from strongroom.storage.services import put_object
+from strongroom.tenancy.services import create_tenant
+from tests.functional.support import (
+    STRONGROOM,
+    assert_clean_failure,
+    assert_ok,
+    cli_env,
+    init_home,
+    listing,
+    run_cli,
+)
+
+# A guard against hanging forever, not a performance expectation.
+DEADLINE_SECONDS = 120.0
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    home = init_home(tmp_path / "home")
+    (tmp_path / "repo").mkdir(mode=0o700)
+    with (home / "strongroom.toml").open("a", encoding="utf-8") as config:
+        config.write(f'backup_repository = "{tmp_path / "repo"}"\n')
+    return home
+
+
+def _fill(home: Path, count: int, size: int) -> None:
+    dep = open_deployment(load_settings(home.resolve()))
+    try:
+        with dep.transaction() as session:
+            tenant = create_tenant(session, dep.keys, "acme")
+            ring = dep.keys.tenant_ring(session, tenant.id)
+            for index in range(count):
+                block = os.urandom(size // 64) + index.to_bytes(8, "big")
+                put_object(session, dep.store, ring, tenant, [block * 64], kind="upload")
+    finally:
+        dep.close()
+
+
+def _ids(output: str) -> list[str]:
+    return [line.split()[0] for line in output.splitlines()[1:] if line.strip()]
+
+
+def test_kill_9_during_a_backup_leaves_no_visible_partial_backup(home: Path) -> None:
+    repo = home.parent / "repo"
+    _fill(home, 8, 64 * 1024)
+    assert_ok(run_cli("backup", "run", "--home", home))
+    [first] = _ids(assert_ok(run_cli("backup", "list", "--home", home)))
+    _fill_more(home)
+    process = subprocess.Popen(  # the real CLI, killed mid-way
+        [str(STRONGROOM), "backup", "run", "--home", str(home)], env=cli_env(),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    seen_partial = False
+    while time.monotonic() < deadline and process.poll() is None:
+        incoming = repo / "incoming"
+        if incoming.exists() and any(p.name.endswith(".partial") for p in incoming.iterdir()):
+            # Let it copy some objects into the repository first.
+            if any((repo / "incoming").glob("object-*")) or len(list(repo.rglob("*"))) > 30:
+                seen_partial = True
+                process.send_signal(signal.SIGKILL)
+                break
+    process.wait()
+    assert seen_partial, "the backup finished before it could be killed; make it bigger"
+    assert process.returncode == -signal.SIGKILL
+    # Nothing partial is visible: the list is what it was, and it verifies.
+    assert _ids(assert_ok(run_cli("backup", "list", "--home", home))) == [first]
+    assert sorted(p.name for p in (repo / "backups").iterdir()) == [first]
+    assert_ok(run_cli("backup", "verify", "--home", home))
+    # The next run clears the leftovers and succeeds.
+    assert_ok(run_cli("backup", "run", "--home", home))
+    assert list((repo / "incoming").iterdir()) == []
+    ids = _ids(assert_ok(run_cli("backup", "list", "--home", home)))
+    assert len(ids) == 2
+    assert ids[0] == first
+    assert "ok" in assert_ok(run_cli("backup", "verify", ids[1], "--home", home))
+    assert "passed" in assert_ok(run_cli("backup", "drill", "--home", home))
+
+
+def _fill_more(home: Path) -> None:
+    dep = open_deployment(load_settings(home.resolve()))
+    try:
+        from strongroom.tenancy.services import get_tenant
+
+        with dep.transaction() as session:
+            tenant = get_tenant(session, "acme")
+            ring = dep.keys.tenant_ring(session, tenant.id)
+            for index in range(300):
+                block = os.urandom(4096) + index.to_bytes(8, "big")
+                put_object(session, dep.store, ring, tenant, [block * 64], kind="upload")
+    finally:
+        dep.close()
+
+
+def test_commands_end_to_end(home: Path, tmp_path: Path) -> None:
+    _fill(home, 3, 4096)
+    out = assert_ok(run_cli("backup", "run", "--kind", "weekly", "--home", home))
+    assert "3 objects (3 new" in out
+    [backup_id] = _ids(assert_ok(run_cli("backup", "list", "--home", home)))
+    assert "-weekly-" in backup_id
+    assert_ok(run_cli("backup", "hold", backup_id, "--home", home))
+    assert "held" in assert_ok(run_cli("backup", "list", "--home", home))
+    assert "dry run" in assert_ok(run_cli("backup", "prune", "--dry-run", "--home", home))
+    assert_ok(run_cli("backup", "release", backup_id, "--home", home))
+    assert "pruned 0 backups" in assert_ok(run_cli("backup", "prune", "--home", home))
+    target = tmp_path / "restored"
+    out = assert_ok(run_cli("restore", backup_id, "--to", target, "--home", home))
+    assert "restored backup" in out
+    assert "audit log intact" in assert_ok(run_cli("audit", "verify", "--home", target))
+    # A second restore into the same place needs --force.
+    before = listing(target)
+    assert_clean_failure(run_cli("restore", backup_id, "--to", target, "--home", home),
+                         "is not empty", "--force")
+    assert listing(target) == before
+    assert_ok(run_cli("restore", backup_id, "--to", target, "--force", "--home", home))
+
+
+def test_bad_input_is_one_clear_line(home: Path, tmp_path: Path) -> None:
+    repo = home.parent / "repo"
+    assert_ok(run_cli("backup", "run", "--home", home))
+    before = listing(repo)
+    unknown = "20990101T000000.000Z-daily-abcdef"
+    for args, fragment in [
+        (("backup", "verify", unknown), "no backup"),
+        (("backup", "hold", "../../etc"), "no such backup"),
+        (("restore", unknown, "--to", tmp_path / "r"), "no backup"),
+        (("backup", "run", "--kind", "hourly"), "--kind must be daily or weekly"),
+    ]:
+        assert_clean_failure(run_cli(*args, "--home", home), fragment)
+    env = {"STRONGROOM_BACKUP_REPOSITORY": str(home / "backups")}
+    assert_clean_failure(run_cli("backup", "run", "--home", home, env=env), "inside HOME")
+    env = {"STRONGROOM_BACKUP_REPOSITORY": str(tmp_path / "missing")}
+    assert_clean_failure(run_cli("backup", "run", "--home", home, env=env), "does not exist")
+    assert listing(repo) == before
+
+
+def test_a_failed_verify_exits_non_zero_with_the_problem(home: Path) -> None:
+    _fill(home, 2, 4096)
+    assert_ok(run_cli("backup", "run", "--home", home))
+    repo = home.parent / "repo"
+    victim = next(p for p in (repo / "objects").rglob("*") if p.is_file())
+    victim.chmod(0o600)
+    data = bytearray(victim.read_bytes())
+    data[100] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    line = assert_clean_failure(run_cli("backup", "verify", "--home", home),
+                                "does not match its SHA-256 (corrupted)")
+    assert victim.name[:12] in line
+    assert_clean_failure(run_cli("backup", "drill", "--home", home), "restore drill of",
+                         "failed", "does not match its SHA-256")
