@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
+from strongroom.config import Settings
 from strongroom.db import create_db_engine
-from strongroom.deployment import Deployment
+from strongroom.deployment import Deployment, open_deployment
 from strongroom.errors import ConfigurationError, InvalidInput
 from tests.functional.support import (
     RunningServer,
@@ -51,6 +53,14 @@ def _add_test_routes(app: FastAPI) -> None:
     @app.get("/test/refused")
     def refused() -> None:
         raise InvalidInput("the export limit must be a positive number")
+
+    @app.get("/test/stream-crash")
+    def stream_crash() -> StreamingResponse:
+        def rows() -> Iterator[bytes]:
+            yield b"id,name\n"
+            raise RuntimeError(f"row for {CANARY} could not be read")
+
+        return StreamingResponse(rows(), media_type="text/csv")
 
 
 @pytest.fixture
@@ -179,6 +189,39 @@ def test_each_500_gets_its_own_error_id(client: httpx.Client) -> None:
     first = client.post("/test/crash", json={"name": "a", "age": 1}).json()["error_id"]
     second = client.post("/test/crash", json={"name": "a", "age": 1}).json()["error_id"]
     assert first != second
+
+
+def test_a_crash_after_the_answer_started_cuts_the_connection_and_logs_no_traceback(
+    client: httpx.Client, server: RunningServer
+) -> None:
+    """Too late for a 500 problem: the client must see a cut-off answer, not a complete one."""
+    with pytest.raises(httpx.RemoteProtocolError):
+        client.get("/test/stream-crash").read()
+    logged = server.log_text()
+    assert re.search(r"error [0-9a-f]{32}: unhandled RuntimeError on GET /test/stream-crash",
+                     logged), logged
+    assert CANARY not in logged
+    assert "Traceback" not in logged
+    assert client.get("/healthz").status_code == 200
+
+
+def test_debug_mode_logs_the_traceback_but_never_answers_it(
+    make_home: Callable[..., Settings],
+) -> None:
+    """``debug`` (development only) adds the traceback to the log; clients still get a bare 500."""
+    debug_deployment = open_deployment(make_home(debug=True))
+    try:
+        with serve_in_thread(debug_deployment, _add_test_routes) as server, server.client() as http:
+            response = http.post(server.url("/test/crash"), json={"name": CANARY, "age": 1})
+            body = assert_problem(response, 500)
+            assert CANARY not in response.text
+            assert "Traceback" not in response.text
+            logged = server.log_text()
+    finally:
+        debug_deployment.close()
+    assert body["error_id"] in logged
+    assert "Traceback" in logged
+    assert "could not store" in logged
 
 
 # -- every route of the real app keeps the shape ------------------------------------------------

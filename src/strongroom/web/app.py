@@ -58,7 +58,7 @@ def _build(
         max_body=settings.max_request_bytes,
     )
     # Added last = outermost: headers go on every answer, including the bare 500.
-    app.add_middleware(ProblemMiddleware)
+    app.add_middleware(ProblemMiddleware, debug=settings.debug)
     app.add_middleware(SecurityHeadersMiddleware)
     return app
 

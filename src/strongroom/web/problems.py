@@ -115,10 +115,14 @@ def install_handlers(app: FastAPI) -> None:
 
 
 class ProblemMiddleware:
-    """Outermost of our middleware: unexpected exceptions become a bare 500 problem."""
+    """Outermost of our middleware: unexpected exceptions become a bare 500 problem.
 
-    def __init__(self, app: ASGIApp) -> None:
+    ``debug`` (refused in production) adds the traceback to the log line.
+    """
+
+    def __init__(self, app: ASGIApp, debug: bool = False) -> None:
         self.app = app
+        self.debug = debug
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -137,11 +141,14 @@ class ProblemMiddleware:
         except Exception as exc:
             error_id = uuid.uuid4().hex
             # Type and route only, no traceback: exception messages may quote request data.
-            logger.error(  # noqa: TRY400
+            logger.error(
                 "error %s: unhandled %s on %s %s", error_id, type(exc).__name__,
-                scope.get("method"), scope.get("path"),
+                scope.get("method"), scope.get("path"), exc_info=exc if self.debug else None,
             )
             if started:
-                raise
+                # Too late for a problem answer. Returning leaves the response unfinished, so
+                # uvicorn closes the connection and the client sees it cut off; re-raising
+                # would make uvicorn log the traceback, request data and all.
+                return
             response = problem(500, f"internal error {error_id}", error_id=error_id)
             await response(scope, receive, send)
