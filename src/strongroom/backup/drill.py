@@ -162,7 +162,7 @@ def _run(dep: Deployment, result: DrillResult, scratch: Path) -> None:
 
 def run_drill(
     dep: Deployment, actor: Actor, backup_id: str | None = None,
-    scratch_parent: Path | None = None,
+    scratch_parent: Path | None = None, now: dt.datetime | None = None,
 ) -> DrillResult:
     """Drill the newest backup (or ``backup_id``); store and audit the evidence.
 
@@ -170,7 +170,7 @@ def run_drill(
     drill raises a security alert event. Raises only if the evidence cannot be
     recorded (then the audit trail is unavailable and that is the louder problem).
     """
-    result = DrillResult(backup_id, utcnow())
+    result = DrillResult(backup_id, now or utcnow())
     scratch = Path(tempfile.mkdtemp(prefix="strongroom-drill-", dir=scratch_parent))
     try:
         _run(dep, result, scratch)
@@ -180,7 +180,7 @@ def run_drill(
         result.fail("drill", exc.one_line())
     finally:
         _remove(scratch)
-    result.finished_at = utcnow()
+    result.finished_at = max(utcnow(), result.started_at)
     checks = [dataclasses.asdict(c) for c in result.checks]
     with dep.transaction() as session:
         session.add(BackupDrill(

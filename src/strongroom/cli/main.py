@@ -12,9 +12,8 @@ from typing import Annotated
 import typer
 
 from strongroom import __version__
-from strongroom.audit import Actor, EventTag
+from strongroom.audit import Actor
 from strongroom.cli import accounts, audit, backup, keys, tenant
-from strongroom.cli._audited import record
 from strongroom.cli._common import HomeOption, deployment, resolve_home, table
 from strongroom.config import Environment, load_settings
 from strongroom.errors import InvalidInput, StrongroomError
@@ -111,8 +110,15 @@ def serve(
             # uvicorn re-raises the signal that stopped it; turn both into a normal exit
             # so the stop below is recorded.
             signal.signal(signal.SIGTERM, _exit_quietly)
+            from strongroom.backup.scheduler import start_scheduler
+
+            scheduler = start_scheduler(dep)
+            typer.echo("backups: " + ("scheduled" if scheduler else "not scheduled "
+                                      "(set backup_repository)"))
             with contextlib.suppress(KeyboardInterrupt, SystemExit):
                 server.run(sockets=[sock, operator_sock])
+            if scheduler is not None:
+                scheduler.stop()
             with dep.transaction() as session:
                 record_server_stop(session, dep.audit, Actor.cli())
         finally:
