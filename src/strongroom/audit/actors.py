@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import os
 
@@ -42,6 +43,12 @@ def network_of(address: str | None) -> str | None:
     """The coarse network of an address (/24 or /48): useful for security, not identifying."""
     if not address:
         return None
+    return _network(address)
+
+
+@functools.lru_cache(maxsize=1024)
+def _network(address: str) -> str:
+    # Cached: parsing costs more than hashing the whole event, and clients repeat addresses.
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:

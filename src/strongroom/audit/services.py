@@ -85,6 +85,15 @@ _ADVANCE_HEAD = (
     )
     .values(seq=sa.bindparam("new_seq"), hash=sa.bindparam("new_hash"))
 )
+# PostgreSQL runs the compare-and-set and the insert as one statement (one round trip):
+# the event is inserted only if the head moved, so a stale guess inserts nothing.
+_HEAD_MOVED = _ADVANCE_HEAD.returning(_HEAD.c.id).cte("head_moved")
+_ADVANCE_AND_INSERT = sa.insert(_EVENTS).from_select(
+    [column.name for column in _EVENTS.columns],
+    sa.select(
+        *(sa.bindparam(column.name, type_=column.type) for column in _EVENTS.columns)
+    ).select_from(_HEAD_MOVED),
+).returning(_EVENTS.c.seq)  # rowcount is not reported for INSERT ... SELECT; RETURNING is
 _CLAIM_NEXT_SEQ = (
     sa.update(_HEAD)
     .where(_HEAD.c.id == 1)
@@ -230,12 +239,16 @@ class AuditTrail:
         guess = self._last_head
         if guess is not None:
             self._seal(row, guess.seq + 1, guess.hash)
-            moved = connection.execute(_ADVANCE_HEAD, {
-                "expect_seq": guess.seq, "expect_hash": guess.hash,
-                "new_seq": row["seq"], "new_hash": row["hash"],
-            })
-            if moved.rowcount == 1:
-                connection.execute(_INSERT_EVENT, row)
+            expect = {"expect_seq": guess.seq, "expect_hash": guess.hash,
+                      "new_seq": row["seq"], "new_hash": row["hash"]}
+            if connection.dialect.name == "postgresql":
+                inserted = connection.execute(_ADVANCE_AND_INSERT, expect | row)
+                moved = inserted.scalar_one_or_none() == row["seq"]
+            else:
+                moved = connection.execute(_ADVANCE_HEAD, expect).rowcount == 1
+                if moved:
+                    connection.execute(_INSERT_EVENT, row)
+            if moved:
                 self._last_head = dataclasses.replace(guess, seq=row["seq"], hash=row["hash"])
                 return guess
         claimed = connection.execute(_CLAIM_NEXT_SEQ).one()

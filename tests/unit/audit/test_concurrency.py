@@ -15,6 +15,18 @@ from strongroom.audit import Actor, EventTag
 from strongroom.deployment import Deployment, open_deployment
 
 
+def test_each_call_appends_exactly_one_event(deployment: Deployment) -> None:
+    """Whichever way the head moves (guessed or claimed), one call writes one row."""
+    seqs = []
+    for _ in range(5):
+        with deployment.transaction() as session:
+            for _ in range(3):
+                seqs.append(deployment.audit.record_event(
+                    session, EventTag.AUDIT_READ, actor=Actor.system()).seq)
+    assert seqs == list(range(2, 17))
+    assert sql(deployment, "SELECT count(*), max(seq) FROM audit_events") == [(16, 16)]
+
+
 def test_two_processes_worth_of_trails_interleave_into_one_chain(deployment: Deployment) -> None:
     other = open_deployment(deployment.settings)  # its own engine and trail, as another process
     try:
