@@ -134,7 +134,8 @@ def default_text(setting: Setting) -> str:
     value = setting.default
     if isinstance(value, bool):
         return "`true`" if value else "`false`"
-    if value == "":
+    # Path("") is Path("."): a path setting defaulting to it means "not set".
+    if value == "" or (setting.type is Path and value == Path()):
         return "empty"
     return f"`{value}`"
 
