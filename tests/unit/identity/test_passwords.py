@@ -7,7 +7,6 @@ import hashlib
 import importlib.util
 import io
 import sys
-import time
 import unicodedata
 import zipfile
 from pathlib import Path
@@ -21,6 +20,7 @@ from strongroom.identity import passwords
 from strongroom.identity.passwords import (
     WeakPassword,
     WeakPasswordReason,
+    _dummy_hash,
     burn_time,
     check_password,
     common_passwords,
@@ -144,22 +144,14 @@ def test_unparseable_hashes_need_rehash(garbage: str) -> None:
     assert needs_rehash(garbage)
 
 
-def test_burn_time_costs_about_as_much_as_a_real_verification() -> None:
-    stored = hash_password(GOOD)
-    burn_time("warm-up builds the dummy hash")
-
-    def fastest(action: object) -> float:
-        assert callable(action)
-        runs = []
-        for _ in range(3):
-            start = time.perf_counter()
-            action()
-            runs.append(time.perf_counter() - start)
-        return min(runs)
-
-    real = fastest(lambda: verify_password(stored, "wrong guess at the password"))
-    burned = fastest(lambda: burn_time("wrong guess at the password"))
-    assert burned >= 0.5 * real, (burned, real)
+def test_burn_time_verifies_against_a_hash_with_the_current_parameters() -> None:
+    # Equal cost is a matter of equal work: the dummy hash is a real Argon2id hash made
+    # with today's parameters (timings themselves belong in benchmarks/auth_bench.py).
+    dummy = _dummy_hash()
+    assert dummy.startswith("$argon2id$")
+    assert not needs_rehash(dummy)
+    assert dummy.split("$")[3] == hash_password(GOOD).split("$")[3]
+    burn_time("any guess")  # and it never raises for a wrong password
 
 
 # -- normalisation ------------------------------------------------------------------------------
