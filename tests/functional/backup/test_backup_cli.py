@@ -68,12 +68,12 @@ def test_kill_9_during_a_backup_leaves_no_visible_partial_backup(home: Path) -> 
     seen_partial = False
     while time.monotonic() < deadline and process.poll() is None:
         incoming = repo / "incoming"
-        if incoming.exists() and any(p.name.endswith(".partial") for p in incoming.iterdir()):
-            # Let it copy some objects into the repository first.
-            if any((repo / "incoming").glob("object-*")) or len(list(repo.rglob("*"))) > 30:
-                seen_partial = True
-                process.send_signal(signal.SIGKILL)
-                break
+        writing = incoming.exists() and any(incoming.glob("*.partial"))
+        # Kill it once it has begun copying objects into the repository.
+        if writing and (any(incoming.glob("object-*")) or len(list(repo.rglob("*"))) > 30):
+            seen_partial = True
+            process.send_signal(signal.SIGKILL)
+            break
     process.wait()
     assert seen_partial, "the backup finished before it could be killed; make it bigger"
     assert process.returncode == -signal.SIGKILL
@@ -162,3 +162,35 @@ def test_a_failed_verify_exits_non_zero_with_the_problem(home: Path) -> None:
     assert victim.name[:12] in line
     assert_clean_failure(run_cli("backup", "drill", "--home", home), "restore drill of",
                          "failed", "does not match its SHA-256")
+
+
+def test_disaster_restore_from_a_bare_home(home: Path, tmp_path: Path) -> None:
+    """The deployment is lost; the operator has the repository, settings and the master key."""
+    import shutil
+
+    _fill(home, 3, 8192)
+    assert_ok(run_cli("backup", "run", "--home", home))
+    [backup_id] = _ids(assert_ok(run_cli("backup", "list", "--home", home)))
+    original = {p.relative_to(home / "objects").as_posix(): p.read_bytes()
+                for p in (home / "objects").rglob("*") if p.is_file()}
+    bare = tmp_path / "bare"
+    bare.mkdir(mode=0o700)
+    shutil.copy2(home / "strongroom.toml", bare / "strongroom.toml")
+    shutil.copy2(home / "master.key", bare / "master.key")
+    for directory, _dirs, _files in os.walk(home):
+        Path(directory).chmod(0o700)
+    shutil.rmtree(home)
+    target = tmp_path / "new-home"
+    assert_ok(run_cli("restore", backup_id, "--to", target, "--home", bare))
+    restored = {p.relative_to(target / "objects").as_posix(): p.read_bytes()
+                for p in (target / "objects").rglob("*") if p.is_file()}
+    assert restored == original
+    assert "audit log intact" in assert_ok(run_cli("audit", "verify", "--home", target))
+    assert "acme" in assert_ok(run_cli("tenant", "list", "--home", target))
+    # A different master key cannot restore it, and says so in one line.
+    other = tmp_path / "other"
+    init_home(other)
+    with (other / "strongroom.toml").open("a", encoding="utf-8") as config:
+        config.write(f'backup_repository = "{home.parent / "repo"}"\n')
+    assert_clean_failure(run_cli("restore", backup_id, "--to", tmp_path / "x", "--home", other),
+                         "does not open with this master key")
