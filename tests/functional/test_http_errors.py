@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import socket
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -26,6 +27,7 @@ from tests.functional.support import (
     assert_problem,
     assert_security_headers,
     serve_in_thread,
+    verifying_context,
 )
 
 # Stands in for personal data sent by a client: it must never come back or reach a log.
@@ -222,6 +224,41 @@ def test_debug_mode_logs_the_traceback_but_never_answers_it(
     assert body["error_id"] in logged
     assert "Traceback" in logged
     assert "could not store" in logged
+
+
+def _raw_exchange(server: RunningServer, request: bytes) -> httpx.Response:
+    """Send bytes no HTTP client would send, over TLS; parse the answer into a Response."""
+    context = verifying_context(server.ca_file)
+    with (
+        socket.create_connection(("127.0.0.1", server.port), timeout=15) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        tls.sendall(request)
+        answer = b""
+        while chunk := tls.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = [tuple(line.split(": ", 1)) for line in header_lines]
+    return httpx.Response(int(status_line.split()[1]), headers=headers, content=body)
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"NOT HTTP AT ALL\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nno colon here\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n",
+    ],
+    ids=["garbage", "bad-header", "oversized-header"],
+)
+def test_unparseable_requests_get_a_problem_with_headers(
+    server: RunningServer, request_bytes: bytes
+) -> None:
+    """Requests uvicorn rejects before the app sees them still get our error shape."""
+    response = _raw_exchange(server, request_bytes)
+    assert_problem(response, 400)
+    assert_security_headers(response)
 
 
 # -- every route of the real app keeps the shape ------------------------------------------------

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import copy
 import errno
+import json
 import socket
 import ssl
 from typing import Any
 
+import h11
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from strongroom.config import Environment, Settings
 from strongroom.crypto.certificates import CA_FILE, is_signed_by_local_ca
 from strongroom.deployment import Deployment
 from strongroom.errors import ConfigurationError
 from strongroom.web.app import create_app, create_dispatcher
+from strongroom.web.headers import SECURITY_HEADERS
+from strongroom.web.problems import PROBLEM_TYPE, TYPE_BASE
 from strongroom.web.tls import server_context
 
 
@@ -74,6 +79,35 @@ def _log_config(level: str) -> dict[str, Any]:
     return config
 
 
+class ProblemH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, answering a request it cannot parse as the app answers errors.
+
+    Unparseable requests (bad syntax, headers over the size limit) never reach
+    the app, so uvicorn answered them itself in plain text without our headers.
+    """
+
+    def send_400_response(self, msg: str) -> None:  # noqa: ARG002 (uvicorn's text is not ours)
+        body = json.dumps({
+            "type": TYPE_BASE + "400",
+            "title": "Bad request",
+            "status": 400,
+            "detail": "the request is not valid HTTP/1.1",
+        }).encode()
+        headers = [
+            (b"content-type", PROBLEM_TYPE.encode()),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+            *((name.encode(), value.encode()) for name, value in SECURITY_HEADERS.items()),
+        ]
+        for event in (
+            h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+            h11.Data(data=body),
+            h11.EndOfMessage(),
+        ):
+            self.transport.write(self.conn.send(event) or b"")
+        self.transport.close()
+
+
 def build_server(
     deployment: Deployment, sock: socket.socket, operator_sock: socket.socket | None = None
 ) -> uvicorn.Server:
@@ -94,6 +128,8 @@ def build_server(
         host=host,
         port=port,
         ssl_context_factory=context_factory,
+        # h11 rather than httptools: it enforces the header size limit below.
+        http=ProblemH11Protocol,
         log_level=settings.log_level,
         log_config=_log_config(settings.log_level),
         access_log=False,  # paths can carry identifiers; we audit instead
