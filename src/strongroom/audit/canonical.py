@@ -25,7 +25,10 @@ CHAIN_FIELDS = (
 
 
 def timestamp(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """UTC to the microsecond, e.g. 2026-11-26T19:30:58.123456Z (what the hash covers)."""
+    # Same text as strftime("%Y-%m-%dT%H:%M:%S.%fZ"), at a fraction of its cost.
+    utc = value.astimezone(dt.UTC).replace(tzinfo=None)
+    return utc.isoformat(timespec="microseconds") + "Z"
 
 
 def chain_fields(values: Mapping[str, Any]) -> dict[str, Any]:

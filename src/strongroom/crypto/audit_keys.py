@@ -33,8 +33,8 @@ class AuditKeys:
 
     def mac(self, domain: str, value: bytes) -> str:
         """HMAC-SHA256 of ``value`` in a named domain (so tokens of one use never match another)."""
-        message = domain.encode() + b"\x00" + value
-        return hmac.new(self._mac_key, message, hashlib.sha256).hexdigest()
+        # hmac.digest: the one-shot C implementation, several times faster than hmac.new.
+        return hmac.digest(self._mac_key, domain.encode() + b"\x00" + value, "sha256").hex()
 
     def mac_matches(self, domain: str, value: bytes, expected: str) -> bool:
         return hmac.compare_digest(self.mac(domain, value), expected)
