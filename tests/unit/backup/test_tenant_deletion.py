@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from tests.functional.support import assert_clean_failure, assert_ok, init_home, run_cli
+from tests.unit.backup.conftest import add_objects, canary
 
 from strongroom.crypto.errors import KeyNotFound
 from strongroom.crypto.models import KeysetRecord
@@ -26,8 +28,6 @@ from strongroom.tenancy.deletion import (
 from strongroom.tenancy.errors import TenantNotFound, TenantSuspended
 from strongroom.tenancy.models import Tenant
 from strongroom.tenancy.services import get_tenant, require_active
-from tests.functional.support import assert_clean_failure, assert_ok, init_home, run_cli
-from tests.unit.backup.conftest import add_objects, canary
 
 NOW = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.UTC)
 
