@@ -154,10 +154,15 @@ class AuditTrail:
             return details
         raise TypeError(f"audit detail of type {type(details).__name__} is not allowed")
 
-    def _row(
-        self, tag: EventTag, actor: Actor, tenant: str | None, target: str | None,
-        outcome: Outcome, reason: str | None, details: dict[str, Any] | None,
+    def event_row(
+        self, tag: EventTag, actor: Actor, tenant: str | None = None, target: str | None = None,
+        outcome: Outcome = Outcome.SUCCESS, reason: str | None = None,
+        details: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """The stored columns of an event before it is linked into the chain (no seq or hashes).
+
+        Sensitive values and the address are already replaced by their HMACs here.
+        """
         if not isinstance(tag, EventTag):
             raise TypeError("audit tags must be EventTag members")
         row: dict[str, Any] = {
@@ -208,7 +213,7 @@ class AuditTrail:
         caller's transaction must then roll back, which its context manager does.
         Returns the new event's sequence number and hash.
         """
-        row = self._row(tag, actor, tenant, target, outcome, reason, details)
+        row = self.event_row(tag, actor, tenant, target, outcome, reason, details)
         # The caller's own pending changes go first, so that their errors stay theirs
         # and are not reported as the audit trail failing.
         session.flush()
