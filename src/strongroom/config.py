@@ -230,7 +230,7 @@ class Settings:
 
     home: Path
     environment: Environment
-    database_url: str
+    database_url: str = dataclasses.field(repr=False)  # may hold a password
     master_key: Secret
     master_key_file: Path
     host: str

@@ -181,6 +181,7 @@ def test_describe_masks_a_database_password(home: Path) -> None:
     assert "s3cr3t-pw" not in rows["database_url"]
     assert rows["database_url"] == "postgresql+psycopg://app:***@db.example:5432/strongroom"
     assert settings.database_url == url  # the real value is still there for the engine
+    assert "s3cr3t-pw" not in repr(settings)
 
 
 def test_describe_lists_every_setting_once(home: Path) -> None:
