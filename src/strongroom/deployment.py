@@ -19,6 +19,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from strongroom import db
+from strongroom.audit import Actor, AuditTrail, EventTag
+from strongroom.audit.policy import checkpoint_policy
 from strongroom.config import CONFIG_FILE, Environment, Settings, load_settings, write_config_file
 from strongroom.crypto import certificates, master
 from strongroom.crypto.keystore import KeyStore
@@ -33,6 +35,7 @@ class Deployment:
     sessions: sessionmaker[Session]
     keys: KeyStore
     store: LocalObjectStore
+    audit: AuditTrail
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -53,12 +56,13 @@ def open_deployment(settings: Settings) -> Deployment:
         sessions = db.session_factory(engine)
         with db.transaction(sessions) as session:
             keys.check(session)
+            audit = AuditTrail(keys.audit_keys(session), checkpoint_policy(settings))
         store = LocalObjectStore(settings.objects_dir)
         store.clear_incoming()
     except BaseException:
         engine.dispose()
         raise
-    return Deployment(settings, engine, sessions, keys, store)
+    return Deployment(settings, engine, sessions, keys, store, audit)
 
 
 def _refuse_existing(home: Path) -> None:
@@ -89,7 +93,7 @@ def _first_missing(path: Path) -> Path:
 
 def _make_home(home: Path) -> None:
     try:
-        _make_home(home)
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigurationError(
             f"cannot create home directory {home}: {exc.strerror}",
@@ -102,6 +106,7 @@ def initialise(
     environment: Environment,
     database_url: str = "",
     extra_settings: dict[str, object] | None = None,
+    actor: Actor | None = None,
 ) -> Settings:
     """Create a new deployment in ``home``. On any failure, everything made is removed."""
     created_home = not home.exists()
@@ -149,6 +154,13 @@ def initialise(
                 db.migrate(conn)
                 with Session(bind=conn) as session:
                     keys.initialise(session)
+                    AuditTrail(keys.audit_keys(session), checkpoint_policy(settings)).record_event(
+                        session,
+                        EventTag.DEPLOYMENT_INIT,
+                        actor=actor or Actor.system(),
+                        details={"environment": settings.environment.value,
+                                 "database": settings.sqlalchemy_url.split(":", 1)[0]},
+                    )
                     session.flush()
         except OperationalError as exc:
             raise ConfigurationError(
