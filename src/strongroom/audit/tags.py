@@ -41,6 +41,24 @@ class EventTag(StrEnum):
     SESSION_LOGIN_FAILED = "user:session:login-failed"
     SESSION_LOGOUT = "user:session:logout"
     TENANT_AUDIT_READ = "user:audit:read"
+    ACCESS_DENIED = "user:access:denied"
+    SESSION_LOGOUT_ALL = "user:session:logout-everywhere"
+    USER_CREATE = "user:user:create"
+    USER_UPDATE = "user:user:update"
+    USER_DISABLE = "user:user:disable"
+    PASSWORD_CHANGE = "user:password:change"
+    EMAIL_CHANGE = "user:email:change"
+    MFA_ENROL = "user:mfa:enrol"
+    MFA_DISABLE = "user:mfa:disable"
+    MFA_RECOVERY_USED = "user:mfa:recovery-used"
+    TOKEN_CREATE = "user:token:create"
+    TOKEN_REVOKE = "user:token:revoke"
+    POLICY_CHANGE = "user:policy:change"
+    OPERATOR_CREATE = "operator:operator:create"
+    OPERATOR_LOGIN = "operator:session:login"
+    OPERATOR_LOGIN_FAILED = "operator:session:login-failed"
+    OPERATOR_LOGOUT = "operator:session:logout"
+    USER_CREATE_CLI = "operator:user:create"
     DATASET_UPLOAD = "user:dataset:upload"
     DATASET_BUILD = "user:dataset:build"
     DATASET_READ = "user:dataset:read"
@@ -78,6 +96,24 @@ TAG_CLASS: dict[EventTag, EventClass] = {
     EventTag.SESSION_LOGIN_FAILED: EventClass.SECURITY,
     EventTag.SESSION_LOGOUT: EventClass.SECURITY,
     EventTag.TENANT_AUDIT_READ: EventClass.ROUTINE,
+    EventTag.ACCESS_DENIED: EventClass.SECURITY,
+    EventTag.SESSION_LOGOUT_ALL: EventClass.SECURITY,
+    EventTag.USER_CREATE: EventClass.SECURITY,
+    EventTag.USER_UPDATE: EventClass.SECURITY,
+    EventTag.USER_DISABLE: EventClass.SECURITY,
+    EventTag.PASSWORD_CHANGE: EventClass.SECURITY,
+    EventTag.EMAIL_CHANGE: EventClass.SECURITY,
+    EventTag.MFA_ENROL: EventClass.SECURITY,
+    EventTag.MFA_DISABLE: EventClass.SECURITY,
+    EventTag.MFA_RECOVERY_USED: EventClass.SECURITY,
+    EventTag.TOKEN_CREATE: EventClass.SECURITY,
+    EventTag.TOKEN_REVOKE: EventClass.SECURITY,
+    EventTag.POLICY_CHANGE: EventClass.SECURITY,
+    EventTag.OPERATOR_CREATE: EventClass.SECURITY,
+    EventTag.OPERATOR_LOGIN: EventClass.SECURITY,
+    EventTag.OPERATOR_LOGIN_FAILED: EventClass.SECURITY,
+    EventTag.OPERATOR_LOGOUT: EventClass.SECURITY,
+    EventTag.USER_CREATE_CLI: EventClass.SECURITY,
     EventTag.DATASET_UPLOAD: EventClass.ADMINISTRATION,
     EventTag.DATASET_BUILD: EventClass.ADMINISTRATION,
     EventTag.DATASET_READ: EventClass.ROUTINE,
