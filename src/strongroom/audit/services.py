@@ -126,6 +126,9 @@ class _Head:
     checkpoint_seq: int
     checkpoint_at: dt.datetime
 
+    def moved_to(self, seq: int, head_hash: str) -> _Head:
+        return _Head(seq, head_hash, self.checkpoint_seq, self.checkpoint_at)
+
 
 class AuditTrail:
     """Writes audit events with the caller's session, in the caller's transaction."""
@@ -133,6 +136,7 @@ class AuditTrail:
     def __init__(self, keys: AuditKeys, policy: CheckpointPolicy | None = None) -> None:
         self.keys = keys
         self.policy = policy or CheckpointPolicy()
+        self._checkpoint_interval = dt.timedelta(minutes=self.policy.every_minutes)
         # Replaced whole, never mutated, so threads sharing the trail see one or the other.
         self._last_head: _Head | None = None
 
@@ -220,9 +224,7 @@ class AuditTrail:
         try:
             head = self._append(session.connection(), row)
             due_by_count = row["seq"] - head.checkpoint_seq >= self.policy.every_events
-            due_by_time = row["occurred_at"] - head.checkpoint_at >= dt.timedelta(
-                minutes=self.policy.every_minutes
-            )
+            due_by_time = row["occurred_at"] - head.checkpoint_at >= self._checkpoint_interval
             if due_by_count or due_by_time:
                 self.checkpoint(session, row["seq"], row["hash"])
         except SQLAlchemyError as exc:
@@ -254,14 +256,14 @@ class AuditTrail:
                 if moved:
                     connection.execute(_INSERT_EVENT, row)
             if moved:
-                self._last_head = dataclasses.replace(guess, seq=row["seq"], hash=row["hash"])
+                self._last_head = guess.moved_to(row["seq"], row["hash"])
                 return guess
         claimed = connection.execute(_CLAIM_NEXT_SEQ).one()
         self._seal(row, claimed.seq, claimed.hash)
         connection.execute(_INSERT_EVENT, row)
         connection.execute(_SET_HEAD_HASH, {"head_hash": row["hash"]})
         head = _Head(claimed.seq - 1, claimed.hash, claimed.checkpoint_seq, claimed.checkpoint_at)
-        self._last_head = dataclasses.replace(head, seq=row["seq"], hash=row["hash"])
+        self._last_head = head.moved_to(row["seq"], row["hash"])
         return head
 
     def checkpoint(self, session: Session, seq: int, head_hash: str) -> AuditCheckpoint:
@@ -283,9 +285,7 @@ class AuditTrail:
         connection.execute(_MARK_CHECKPOINT, {"point_seq": seq, "point_at": created_at})
         last = self._last_head
         if last is not None:
-            self._last_head = dataclasses.replace(
-                last, checkpoint_seq=seq, checkpoint_at=created_at
-            )
+            self._last_head = _Head(last.seq, last.hash, seq, created_at)
         if self.policy.export_file is not None:
             _export_after_commit(
                 session, self.policy.export_file, checkpoint_line(point, self.keys.public_key.hex())
