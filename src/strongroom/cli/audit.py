@@ -105,21 +105,25 @@ def export(
 ) -> None:
     """Export matching events as JSON Lines for a SIEM, with hashes and seals."""
     raw = {"since": since, "until": until, "actor": actor, "tag": tag, "outcome": outcome}
-    with deployment(home) as dep, dep.transaction() as session:
-        flt = _filter(session, raw, tenant)
-        record(dep, session, EventTag.AUDIT_EXPORT,
-               details={"format": export_format.value, "filters": sorted(
-                   k for k, v in raw.items() if v is not None) + (["tenant"] if tenant else [])})
-        session.flush()
-        sink = output.open("w", encoding="utf-8") if output else sys.stdout
-        count = 0
-        try:
-            for event in audit_query.iter_events(session, flt):
-                sink.write(audit_query.to_jsonl(event) + "\n")
-                count += 1
-        finally:
-            if output:
-                sink.close()
+    with deployment(home) as dep:
+        with dep.transaction() as session:
+            flt = _filter(session, raw, tenant)
+            used = sorted(k for k, v in raw.items() if v is not None)
+            record(dep, session, EventTag.AUDIT_EXPORT, details={
+                "format": export_format.value, "filters": used + (["tenant"] if tenant else []),
+            })
+        # The export is on the record, committed, before its first event leaves: a crash or
+        # a closed pipe half-way must not release events with no trace of the export.
+        with dep.transaction() as session:
+            sink = output.open("w", encoding="utf-8") if output else sys.stdout
+            count = 0
+            try:
+                for event in audit_query.iter_events(session, flt):
+                    sink.write(audit_query.to_jsonl(event) + "\n")
+                    count += 1
+            finally:
+                if output:
+                    sink.close()
     if output:
         typer.echo(f"exported {count} events to {output}", err=True)
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from tests.unit.audit.conftest import STRONGROOM, cli_env, record_events, sql
 
 from strongroom.audit import Actor, EventTag, Outcome, Sensitive
 from strongroom.audit import query as audit_query
@@ -213,3 +214,20 @@ def test_cli_list_refuses_bad_filters_plainly(
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_cli_export_is_on_the_record_before_any_event_leaves(deployment: Deployment) -> None:
+    """A reader that takes one line and hangs up still left a committed export event."""
+    record_events(deployment, 400)  # far more than a pipe buffer holds
+    process = subprocess.Popen(
+        [str(STRONGROOM), "audit", "export", "--home", str(deployment.settings.home)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=cli_env(),
+    )
+    assert process.stdout is not None
+    first = json.loads(process.stdout.readline())
+    process.stdout.close()
+    assert process.wait(timeout=120) != 0  # it could not finish: the reader went away
+    assert first["seq"] == 1
+    exports = sql(deployment, "SELECT count(*) FROM audit_events WHERE tag = :tag",
+                  tag=EventTag.AUDIT_EXPORT.value)
+    assert exports == [(1,)]
