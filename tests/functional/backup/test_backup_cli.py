@@ -194,3 +194,44 @@ def test_disaster_restore_from_a_bare_home(home: Path, tmp_path: Path) -> None:
         config.write(f'backup_repository = "{home.parent / "repo"}"\n')
     assert_clean_failure(run_cli("restore", backup_id, "--to", tmp_path / "x", "--home", other),
                          "does not open with this master key")
+
+
+def test_full_disk_and_read_only_repository_are_one_line(tmp_path: Path) -> None:
+    from tests.unit.backup.conftest import remount_read_only, tmpfs
+
+    home = init_home(tmp_path / "home")
+    with tmpfs(tmp_path / "small", "3m") as repo:
+        with (home / "strongroom.toml").open("a", encoding="utf-8") as config:
+            config.write(f'backup_repository = "{repo}"\n')
+        assert_ok(run_cli("backup", "run", "--home", home))
+        [first] = _ids(assert_ok(run_cli("backup", "list", "--home", home)))
+        _fill(home, 4, 1024 * 1024)
+        assert_clean_failure(run_cli("backup", "run", "--home", home),
+                             "backup repository is full", "earlier backups are untouched")
+        assert _ids(assert_ok(run_cli("backup", "list", "--home", home))) == [first]
+        remount_read_only(repo)
+        assert_clean_failure(run_cli("backup", "run", "--home", home), "is not writable")
+        assert "ok" in assert_ok(run_cli("backup", "verify", first, "--home", home))
+
+
+@pytest.mark.postgresql
+def test_postgresql_restore_through_the_cli(tmp_path: Path, db_url: str) -> None:
+    from strongroom.backup import snapshot
+
+    if not db_url:
+        pytest.skip("PostgreSQL only")
+    home = init_home(tmp_path / "home", "--database-url", db_url)
+    (tmp_path / "repo").mkdir()
+    with (home / "strongroom.toml").open("a", encoding="utf-8") as config:
+        config.write(f'backup_repository = "{tmp_path / "repo"}"\n')
+    _fill(home, 2, 8192)
+    assert_ok(run_cli("backup", "run", "--home", home))
+    [backup_id] = _ids(assert_ok(run_cli("backup", "list", "--home", home)))
+    target = tmp_path / "restored"
+    assert_clean_failure(run_cli("restore", backup_id, "--to", target, "--home", home),
+                         "already holds a deployment")
+    with snapshot.scratch_postgres(db_url, f"sr_restore_{os.getpid()}") as url:
+        assert_ok(run_cli("restore", backup_id, "--to", target, "--database-url", url,
+                          "--home", home))
+        assert "audit log intact" in assert_ok(run_cli("audit", "verify", "--home", target))
+        assert "acme" in assert_ok(run_cli("tenant", "list", "--home", target))
