@@ -29,6 +29,7 @@ from strongroom.audit.models import AuditHead
 from strongroom.audit.verify import verify_log
 from strongroom.backup import snapshot
 from strongroom.backup.errors import BackupNotFound
+from strongroom.backup.manifest import Manifest
 from strongroom.backup.models import BackupDrill
 from strongroom.backup.services import repository_for, restore_backup, verify_backup
 from strongroom.config import load_settings
@@ -133,31 +134,40 @@ def _run(dep: Deployment, result: DrillResult, scratch: Path) -> None:
     backup_id = result.backup_id
     with dep.transaction() as session:
         expected = dep.keys.backup_signing_key(session).public_key.hex()
-    report, found = verify_backup(repo, dep.keys, backup_id, expected)
-    if not report.ok or found is None:
-        result.fail("verify", report.problems[0])
-        raise _DrillFailed
-    result.check("verify", f"{report.files} files and {report.objects} objects re-read "
-                 f"({report.bytes_read} bytes): digests, tags and signature match")
-    home = scratch / "home"
     key_file = None if settings.master_key else settings.master_key_file
-    with _scratch_database(dep) as scratch_url:
-        restore_backup(repo, dep.keys, backup_id, home, database_url=scratch_url,
-                       master_key_file=key_file, expected_public_key=expected,
-                       protected=(settings.home, settings.master_key_file))
-        result.check("restore", f"restored into a scratch home ({len(found.objects)} objects)")
-        # Only what the restored home needs: the live deployment's own STRONGROOM_*
-        # variables (a database URL above all) must not leak into the scratch copy.
-        environ = {"STRONGROOM_ENVIRONMENT": settings.environment.value}
-        if settings.master_key:
-            environ["STRONGROOM_MASTER_KEY"] = settings.master_key.reveal()
-        restored = open_deployment(load_settings(home, environ))
-        try:
-            result.check("open", "the restored deployment opens with this master key")
-            objects = {(o.prefix, o.digest) for o in found.objects}
-            _checks_in_restored(restored, result, objects, found.audit_seq)
-        finally:
-            restored.close()
+    with repo.lock(shared=True):  # no prune between the verify and the restore
+        report, found = verify_backup(repo, dep.keys, backup_id, expected)
+        if not report.ok or found is None:
+            result.fail("verify", report.problems[0])
+            raise _DrillFailed
+        result.check("verify", f"{report.files} files and {report.objects} objects re-read "
+                     f"({report.bytes_read} bytes): digests, tags and signature match")
+        with _scratch_database(dep) as scratch_url:
+            restore_backup(repo, dep.keys, backup_id, scratch / "home",
+                           database_url=scratch_url, master_key_file=key_file,
+                           expected_public_key=expected,
+                           protected=(settings.home, settings.master_key_file))
+            result.check("restore",
+                         f"restored into a scratch home ({len(found.objects)} objects)")
+            _open_and_check(dep, result, scratch / "home", found)
+
+
+def _open_and_check(
+    dep: Deployment, result: DrillResult, home: Path, found: Manifest
+) -> None:
+    settings = dep.settings
+    # Only what the restored home needs: the live deployment's own STRONGROOM_*
+    # variables (a database URL above all) must not leak into the scratch copy.
+    environ = {"STRONGROOM_ENVIRONMENT": settings.environment.value}
+    if settings.master_key:
+        environ["STRONGROOM_MASTER_KEY"] = settings.master_key.reveal()
+    restored = open_deployment(load_settings(home, environ))
+    try:
+        result.check("open", "the restored deployment opens with this master key")
+        objects = {(o.prefix, o.digest) for o in found.objects}
+        _checks_in_restored(restored, result, objects, found.audit_seq)
+    finally:
+        restored.close()
 
 
 def run_drill(

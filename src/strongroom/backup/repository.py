@@ -96,7 +96,7 @@ class BackupRepository(Protocol):
 
     def check_writable(self) -> None: ...
     def adopt(self, owner_public_key: str) -> None: ...
-    def lock(self) -> contextlib.AbstractContextManager[None]: ...
+    def lock(self, *, shared: bool = False) -> contextlib.AbstractContextManager[None]: ...
     def clear_incoming(self) -> int: ...
     def begin(self, backup_id: str) -> PendingBackup: ...
     def has_object(self, prefix: str, digest: str, size: int) -> bool: ...
@@ -283,11 +283,25 @@ class LocalBackupRepository:
         return key
 
     @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        """Hold the repository's writer lock (runs, prunes and holds take turns)."""
-        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    def lock(self, *, shared: bool = False) -> Iterator[None]:
+        """Hold the repository lock: exclusive for runs, prunes and holds; shared for
+        readers (verify, restore, drill), which may run together but not during a prune.
+
+        Readers open the lock file read-only, so a read-only mounted repository can still
+        be verified and restored from.
+        """
+        flags = os.O_RDONLY if shared else os.O_RDWR | os.O_CREAT
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fd: int | None = os.open(self.root / "lock", flags, 0o600)
+        except FileNotFoundError:
+            fd = None  # a reader of a repository no writer has used yet
+        except OSError as exc:
+            raise _full_disk(exc) from None
+        if fd is None:
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)

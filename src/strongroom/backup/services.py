@@ -352,10 +352,11 @@ def verify_backups(dep: Deployment, backup_id: str | None = None) -> list[Verify
     repo = repository_for(dep.settings)
     repo.check_readable()
     expected = _expected_key(dep)
-    ids = [backup_id] if backup_id else repo.backup_ids()
-    if backup_id:
-        repo.read_manifest(backup_id)  # BackupNotFound for an unknown id
-    return [verify_backup(repo, dep.keys, one, expected)[0] for one in ids]
+    with repo.lock(shared=True):
+        ids = [backup_id] if backup_id else repo.backup_ids()
+        if backup_id:
+            repo.read_manifest(backup_id)  # BackupNotFound for an unknown id
+        return [verify_backup(repo, dep.keys, one, expected)[0] for one in ids]
 
 
 # -- restoring --------------------------------------------------------------------------------
@@ -469,7 +470,16 @@ def restore_backup(
     backup. ``target`` must be empty unless ``force`` (then its contents are replaced).
     ``protected`` paths (a live home, the master key) may never be inside ``target``.
     """
-    target = target.expanduser().resolve()
+    with repo.lock(shared=True):
+        return _restore(repo, keys, backup_id, target.expanduser().resolve(), force,
+                        database_url, master_key_file, expected_public_key, protected)
+
+
+def _restore(
+    repo: LocalBackupRepository, keys: KeyStore, backup_id: str, target: Path, force: bool,
+    database_url: str | None, master_key_file: Path | None, expected_public_key: str | None,
+    protected: tuple[Path, ...],
+) -> RestoreResult:
     _check_target_allowed(repo, target, protected)
     report, found = verify_backup(repo, keys, backup_id, expected_public_key)
     report.raise_if_failed()
