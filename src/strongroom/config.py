@@ -276,6 +276,8 @@ class Settings:
             value = getattr(self, setting.name)
             if setting.secret:
                 shown = "**********" if value else "(not set)"
+            elif setting.default == Path() and setting.name not in self.sources:
+                shown = "(not set)"  # an empty path default means "must be set"
             elif setting.name == "database_url" and value:
                 shown = _hide_password(value)
             else:
