@@ -52,7 +52,7 @@ ALLOWLIST_MAX = 100
 def normalise_email(email: str) -> str:
     """NFKC, trimmed and case-folded; refuse anything that is not shaped like an address."""
     clean = unicodedata.normalize("NFKC", email).strip().casefold()
-    if len(clean) > EMAIL_MAX or not _EMAIL.match(clean):
+    if len(clean) > EMAIL_MAX or not clean.isprintable() or not _EMAIL.fullmatch(clean):
         raise InvalidInput("email must be an address like name@example.org")
     return clean
 
@@ -119,9 +119,8 @@ def get_user(session: Session, tenant_id: str, user_id: str) -> User:
 
 
 def list_users(session: Session, tenant_id: str) -> list[User]:
-    return list(
-        session.scalars(sa.select(User).where(User.tenant_id == tenant_id).order_by(User.created_at))
-    )
+    stmt = sa.select(User).where(User.tenant_id == tenant_id).order_by(User.created_at, User.id)
+    return list(session.scalars(stmt))
 
 
 def set_disabled(session: Session, user: User, disabled: bool) -> int:
@@ -150,7 +149,7 @@ def check_throttle(session: Session, keys: LoginKeys) -> None:
     throttle.check(session, [keys.account, keys.address])
 
 
-def record_login_failure(session: Session, keys: LoginKeys) -> int:
+def record_login_failure(session: Session, keys: LoginKeys) -> throttle.FailureCount:
     return throttle.record_failure(
         session, {keys.account: throttle.ACCOUNT, keys.address: throttle.ADDRESS}
     )
@@ -341,7 +340,7 @@ def create_operator(
     session: Session, keys: KeyStore, name: str, password: str
 ) -> tuple[Operator, dict[str, str], list[str]]:
     """An operator account with MFA from the start: returns the enrolment and recovery codes."""
-    if not _OPERATOR_NAME.match(name):
+    if not _OPERATOR_NAME.fullmatch(name):
         raise InvalidInput("operator name must be 2-40 lower-case letters, digits, - or _")
     if session.scalar(sa.select(Operator.id).where(Operator.name == name)) is not None:
         raise AccountExists(f"an operator named {name} already exists")
@@ -363,7 +362,14 @@ def create_operator(
 def authenticate_operator(
     session: Session, keys: KeyStore, name: str, password: str, code: str | None
 ) -> Operator:
-    operator = session.scalar(sa.select(Operator).where(Operator.name == name))
+    """The operator for these credentials. A code is always required, so a login without
+    one is refused before the password is looked at: the answer says nothing about it."""
+    if not code:
+        passwords.burn_time(password)
+        raise MfaRequired("operators always log in with a one-time code as well")
+    operator = None
+    if _OPERATOR_NAME.fullmatch(name):  # never send a malformed name (NUL, say) to the database
+        operator = session.scalar(sa.select(Operator).where(Operator.name == name))
     if operator is None:
         passwords.burn_time(password)
         raise BadCredentials("the login details are not correct")

@@ -67,7 +67,7 @@ def resolve(
     return record
 
 
-def end(session: Session, record: AuthSession) -> None:
+def end(record: AuthSession) -> None:
     record.ended_at = record.ended_at or utcnow()
 
 
@@ -93,4 +93,4 @@ def csrf_ok(key: MacKey, session_id: str, presented: str | None) -> bool:
 def end_by_id(session: Session, session_id: str) -> None:
     record = session.get(AuthSession, session_id)
     if record is not None:
-        end(session, record)
+        end(record)

@@ -15,6 +15,7 @@ import datetime as dt
 import math
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from strongroom.db import utcnow
@@ -58,26 +59,49 @@ def check(session: Session, keys: list[str], now: dt.datetime | None = None) -> 
         raise LoginThrottled(max(1, math.ceil(wait.total_seconds())))
 
 
+@dataclasses.dataclass(frozen=True)
+class FailureCount:
+    """After a failure: the highest consecutive count among the keys, and any lock it set."""
+
+    failures: int
+    locked_seconds: int
+
+
 def record_failure(
     session: Session, rules: dict[str, ThrottleRule], now: dt.datetime | None = None
-) -> int:
-    """Count a failure against each key; return the account-level failure count."""
+) -> FailureCount:
+    """Count a failure against each key; return the highest count and the longest lock."""
     now = now or utcnow()
     highest = 0
+    longest = dt.timedelta(0)
     for key, rule in rules.items():
-        row = session.get(LoginThrottle, key, with_for_update=True)
-        if row is None:
-            row = LoginThrottle(key=key, failures=0, last_failure_at=now)
-            session.add(row)
-        elif now - row.last_failure_at > FORGET_AFTER:
+        _ensure_row(session, key, now)
+        row = session.scalars(
+            sa.select(LoginThrottle).where(LoginThrottle.key == key).with_for_update()
+            .execution_options(populate_existing=True)
+        ).one()
+        if now - row.last_failure_at > FORGET_AFTER:
             row.failures = 0
         row.failures += 1
         row.last_failure_at = now
         duration = lock_duration(row.failures, rule)
         row.locked_until = now + duration if duration else None
         highest = max(highest, row.failures)
+        longest = max(longest, duration)
     session.flush()
-    return highest
+    return FailureCount(highest, math.ceil(longest.total_seconds()))
+
+
+def _ensure_row(session: Session, key: str, now: dt.datetime) -> None:
+    """Insert the key's row unless it exists, without failing when a concurrent failure
+    inserts it first (a plain INSERT would end that request in an IntegrityError)."""
+    insert = (postgresql.insert if session.get_bind().dialect.name == "postgresql"
+              else sqlite.insert)
+    session.execute(
+        insert(LoginThrottle)
+        .values(key=key, failures=0, last_failure_at=now)
+        .on_conflict_do_nothing(index_elements=[LoginThrottle.key])
+    )
 
 
 def reset(session: Session, key: str) -> None:

@@ -61,7 +61,7 @@ def user_out(request: Request, session: Session, user: User) -> UserOut:
 
 
 def _tenant_by_slug(session: Session, slug: str) -> Tenant | None:
-    if not SLUG_PATTERN.match(slug):
+    if not SLUG_PATTERN.fullmatch(slug):
         return None
     return session.scalar(sa.select(Tenant).where(Tenant.slug == slug))
 
@@ -118,7 +118,9 @@ def login(body: LoginRequest, request: Request, response: Response) -> SessionOu
                 expires_at=record.expires_at,
                 mfa_required=policy.require_mfa and not user.mfa_enabled,
             )
-    except MfaRequired:
+    except MfaRequired as exc:
+        # The password was right; the user is asked for their code. Audited, not counted.
+        _record_failure(request, tenant_id, keys, exc, failure_details, count=False)
         raise
     except _LOGIN_FAILURES as exc:
         _record_failure(request, tenant_id, keys, exc, failure_details)
@@ -135,7 +137,10 @@ def _record_failure(
     dep = deployment_of(request)
     with dep.transaction() as session:
         if count:
-            identity.record_login_failure(session, keys)
+            counted = identity.record_login_failure(session, keys)
+            # A failure that sets a lock says so: the lock is audited with the failure.
+            details = {**details, "failures": counted.failures,
+                       "locked_seconds": counted.locked_seconds}
         dep.audit.record_event(
             session, EventTag.SESSION_LOGIN_FAILED, actor=anonymous_actor(request),
             tenant=tenant_id, outcome=Outcome.DENIED, reason=exc.slug,
@@ -219,7 +224,7 @@ def _deny(request: Request, principal: Principal, tag: EventTag, exc: Strongroom
     dep = deployment_of(request)
     with dep.transaction() as session:
         dep.audit.record_event(session, tag, actor=principal.actor(), tenant=principal.tenant_id,
-                               outcome=Outcome.DENIED, reason="reauthentication-failed")
+                               outcome=Outcome.DENIED, reason=exc.slug)
 
 
 @router.post("/me/password", status_code=204, **route_options(Permission.AUTHENTICATED))
