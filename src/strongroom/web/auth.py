@@ -13,9 +13,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyCookie, HTTPBearer
 from sqlalchemy.orm import Session
 
 from strongroom.audit import Actor, EventTag, Outcome
@@ -31,8 +32,10 @@ from strongroom.identity.errors import (
     PermissionDenied,
 )
 from strongroom.identity.models import Operator, Plane, Role, User
-from strongroom.identity.permissions import Permission, role_allows
+from strongroom.identity.permissions import Permission, role_allows, role_at_most
 from strongroom.tenancy.models import Tenant
+from strongroom.web.api.schemas import Problem
+from strongroom.web.problems import PROBLEM_TYPE
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "x-csrf-token"
@@ -142,7 +145,11 @@ def _resolve(request: Request, session: Session, plane: Plane) -> Principal:
         user = session.get(User, token.user_id)
         if user is None or user.disabled:
             raise NotAuthenticated("the API token is unknown, expired or revoked")
-        return Principal(plane, user.id, Role(token.role), token.tenant_id, address, agent,
+        # A token never outranks its user: demoting the user demotes their tokens at once.
+        role = Role(token.role)
+        if not role_at_most(role, Role(user.role)):
+            role = Role(user.role)
+        return Principal(plane, user.id, role, token.tenant_id, address, agent,
                          token_id=token.id)
     cookie_name = sessions.COOKIE_NAME if plane is Plane.TENANT else sessions.OPERATOR_COOKIE_NAME
     cookie = request.cookies.get(cookie_name)
@@ -155,13 +162,15 @@ def _resolve(request: Request, session: Session, plane: Plane) -> Principal:
         operator = session.get(Operator, record.principal_id)
         if operator is None or operator.disabled:
             raise NotAuthenticated("the session has ended; log in again")
-        return Principal(plane, operator.id, None, None, address, agent,
-                         session_id=record.id_hash, session_expires_at=record.expires_at)
-    user = session.get(User, record.principal_id)
-    if user is None or user.disabled:
-        raise NotAuthenticated("the session has ended; log in again")
-    principal = Principal(plane, user.id, Role(user.role), user.tenant_id, address, agent,
-                          session_id=record.id_hash, session_expires_at=record.expires_at)
+        principal = Principal(plane, operator.id, None, None, address, agent,
+                              session_id=record.id_hash, session_expires_at=record.expires_at)
+    else:
+        user = session.get(User, record.principal_id)
+        if user is None or user.disabled:
+            raise NotAuthenticated("the session has ended; log in again")
+        principal = Principal(plane, user.id, Role(user.role), user.tenant_id, address, agent,
+                              session_id=record.id_hash, session_expires_at=record.expires_at)
+    # Both planes: a cookie rides along on cross-site requests, the header does not.
     if request.method not in SAFE_METHODS and not sessions.csrf_ok(
         dep.keys.identity_key(session), record.id_hash, request.headers.get(CSRF_HEADER)
     ):
@@ -192,10 +201,24 @@ def _authorise(session: Session, principal: Principal, permission: Permission) -
         raise PermissionDenied(f"your role may not do this (needs {permission.value})")
 
 
+# Declared so the OpenAPI schema says how each plane authenticates; _resolve reads the
+# credentials itself, so these never refuse anything on their own.
+_BEARER = HTTPBearer(scheme_name="ApiToken", auto_error=False,
+                     description="A tenant API token: Authorization: Bearer sr_...")
+_TENANT_COOKIE = APIKeyCookie(name=sessions.COOKIE_NAME, scheme_name="TenantSession",
+                              auto_error=False,
+                              description="Session cookie from POST /api/v1/login; unsafe "
+                              f"methods also need the {CSRF_HEADER} header")
+_OPERATOR_COOKIE = APIKeyCookie(name=sessions.OPERATOR_COOKIE_NAME, scheme_name="OperatorSession",
+                                auto_error=False,
+                                description="Session cookie from POST /operator/v1/login; "
+                                f"unsafe methods also need the {CSRF_HEADER} header")
+
+
 def guard(permission: Permission, plane: Plane = Plane.TENANT) -> Callable[..., Principal | None]:
     """The dependency for a route needing ``permission`` (PUBLIC resolves to None)."""
 
-    def dependency(request: Request) -> Principal | None:
+    def check(request: Request) -> Principal | None:
         if permission is Permission.PUBLIC:
             return None
         dep = deployment_of(request)
@@ -215,8 +238,39 @@ def guard(permission: Permission, plane: Plane = Plane.TENANT) -> Callable[..., 
         request.state.principal = principal
         return principal
 
+    dependency: Callable[..., Principal | None]
+    if permission is Permission.PUBLIC:
+        dependency = check
+    elif plane is Plane.TENANT:
+
+        def dependency(
+            request: Request,
+            _token: Annotated[object, Security(_BEARER)] = None,
+            _cookie: Annotated[object, Security(_TENANT_COOKIE)] = None,
+        ) -> Principal | None:
+            return check(request)
+
+    else:
+
+        def dependency(
+            request: Request, _cookie: Annotated[object, Security(_OPERATOR_COOKIE)] = None
+        ) -> Principal | None:
+            return check(request)
+
     dependency.permission = permission  # type: ignore[attr-defined]
     return dependency
+
+
+def _problem_response(description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {PROBLEM_TYPE: {"schema": Problem.model_json_schema()}}}
+
+
+# Every error answer is a problem document (web.problems); say so for every route.
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": _problem_response("The request was refused: an RFC 9457 problem says why"),
+    "5XX": _problem_response("The server could not answer: an RFC 9457 problem with an error id"),
+}
 
 
 def route_options(permission: Permission, plane: Plane = Plane.TENANT) -> Any:
@@ -227,6 +281,7 @@ def route_options(permission: Permission, plane: Plane = Plane.TENANT) -> Any:
     return {
         "dependencies": [Depends(guard(permission, plane))],
         "openapi_extra": {PERMISSION_KEY: permission.value},
+        "responses": PROBLEM_RESPONSES,
     }
 
 

@@ -8,16 +8,20 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from strongroom.deployment import Deployment
 from strongroom.errors import ServiceUnavailable
+from strongroom.identity.permissions import Permission
+from strongroom.web.auth import route_options
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="Liveness: the process answers")
+@router.get("/healthz", summary="Liveness: the process answers",
+            **route_options(Permission.PUBLIC))
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: the metadata database answers")
+@router.get("/readyz", summary="Readiness: the metadata database answers",
+            **route_options(Permission.PUBLIC))
 def readyz(request: Request) -> dict[str, str]:
     deployment: Deployment = request.app.state.deployment
     try:

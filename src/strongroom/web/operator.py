@@ -6,7 +6,7 @@ listener never routes here, and tenant sessions or tokens are not accepted.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
@@ -23,7 +23,7 @@ from strongroom.identity.errors import (
 from strongroom.identity.models import Operator, Plane
 from strongroom.identity.permissions import Permission
 from strongroom.tenancy.services import get_tenant, list_tenants
-from strongroom.web.api.audit import audit_page, filter_values
+from strongroom.web.api.audit import ACTOR_PATTERN, audit_page, filter_values
 from strongroom.web.api.schemas import (
     AuditPage,
     OperatorLoginRequest,
@@ -77,12 +77,15 @@ def login(body: OperatorLoginRequest, request: Request, response: Response) -> O
                 expires_at=record.expires_at,
             )
     except (BadCredentials, MfaRequired, LoginThrottled) as exc:
+        details: dict[str, object] = {"name": Sensitive(body.name)}
         with dep.transaction() as session:
-            if not isinstance(exc, LoginThrottled):
-                identity.record_login_failure(session, keys)
+            # Only a wrong password or code counts: a login without a code tested nothing.
+            if isinstance(exc, BadCredentials):
+                counted = identity.record_login_failure(session, keys)
+                details |= {"failures": counted.failures, "locked_seconds": counted.locked_seconds}
             dep.audit.record_event(
                 session, EventTag.OPERATOR_LOGIN_FAILED, actor=anonymous_actor(request),
-                outcome=Outcome.DENIED, reason=exc.slug, details={"name": Sensitive(body.name)},
+                outcome=Outcome.DENIED, reason=exc.slug, details=details,
             )
         raise
     set_session_cookie(response, sessions.OPERATOR_COOKIE_NAME, token,
@@ -132,11 +135,13 @@ def tenants(request: Request) -> list[TenantOut]:
 def audit_events(
     request: Request,
     tenant: str | None = Query(None, max_length=40, description="Only this tenant (slug)"),
-    since: str | None = Query(None, max_length=64, description="ISO 8601 time, inclusive"),
-    until: str | None = Query(None, max_length=64, description="ISO 8601 time, inclusive"),
-    actor: str | None = Query(None, max_length=64, description="Actor id"),
-    tag: str | None = Query(None, max_length=64, description="Event tag"),
-    outcome: str | None = Query(None, max_length=16, description="success, denied or failure"),
+    since: Annotated[str | None, Query(max_length=64, description="ISO 8601 time, inclusive",
+                                      json_schema_extra={"format": "date-time"})] = None,
+    until: Annotated[str | None, Query(max_length=64, description="ISO 8601 time, inclusive",
+                                      json_schema_extra={"format": "date-time"})] = None,
+    actor: str | None = Query(None, pattern=ACTOR_PATTERN, description="Actor id"),
+    tag: Annotated[EventTag | None, Query(description="Event tag")] = None,
+    outcome: Annotated[Outcome | None, Query(description="success, denied or failure")] = None,
     after_seq: int = Query(0, ge=0, le=2**62, description="Only events after this sequence"),
     limit: int = Query(100, ge=1, le=audit_query.MAX_LIMIT),
 ) -> AuditPage:

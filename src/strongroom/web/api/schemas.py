@@ -4,13 +4,28 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from strongroom.identity.models import Role
 
 
 class Strict(BaseModel):
+    """A request body: unknown fields are refused. Booleans and integers are declared
+    Strict* so that 0, "1" or 1.0 are refused as the schema says, not coerced."""
+
     model_config = ConfigDict(extra="forbid")
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details: the body of every error answer."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
 
 
 class LoginRequest(Strict):
@@ -23,7 +38,8 @@ class LoginRequest(Strict):
 class OperatorLoginRequest(Strict):
     name: str = Field(min_length=1, max_length=40)
     password: str = Field(min_length=1, max_length=1024)
-    code: str = Field(min_length=1, max_length=32)
+    # Optional in the schema so that leaving it out is answered 401 mfa-required.
+    code: str | None = Field(default=None, max_length=32)
 
 
 class TenantOut(BaseModel):
@@ -91,13 +107,13 @@ class UserCreate(Strict):
 
 class UserUpdate(Strict):
     role: Role | None = None
-    disabled: bool | None = None
+    disabled: StrictBool | None = None
 
 
 class TokenCreate(Strict):
     name: str = Field(min_length=1, max_length=80)
     role: Role | None = None
-    days: int = Field(default=30, ge=1, le=3650)
+    days: StrictInt = Field(default=30, ge=1, le=3650)
 
 
 class TokenOut(BaseModel):
@@ -122,7 +138,7 @@ class PolicyOut(BaseModel):
 
 
 class PolicyUpdate(Strict):
-    require_mfa: bool | None = None
+    require_mfa: StrictBool | None = None
     ip_allowlist: list[str] | None = Field(default=None, max_length=100)
 
 
