@@ -40,6 +40,9 @@ def _in_any(address: str, networks: Sequence[Network]) -> bool:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return False
+    # A dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d; match them as IPv4.
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return any(ip in network or ip.ipv4_mapped in network for network in networks)
     return any(ip in network for network in networks)
 
 

@@ -36,6 +36,7 @@ def parse_limit(raw: str, name: str) -> RateLimitItem:
 class RateLimiter:
     def __init__(self, redis_url: str, default: str, login: str) -> None:
         store = storage.storage_from_string(redis_url) if redis_url else storage.MemoryStorage()
+        self._redis = store.storage if isinstance(store, storage.RedisStorage) else None
         self._limiter = strategies.SlidingWindowCounterRateLimiter(store)
         self.default = parse_limit(default, "rate_limit_default")
         self.login = parse_limit(login, "rate_limit_login")
@@ -46,3 +47,8 @@ class RateLimiter:
             return
         stats = self._limiter.get_window_stats(item, scope, key)
         raise RateLimited(max(1, math.ceil(stats.reset_time - time.time())))
+
+    def close(self) -> None:
+        """Release the Redis connections, if counters live there."""
+        if self._redis is not None:
+            self._redis.close()

@@ -33,8 +33,11 @@ class FirewallMiddleware:
             await self.app(scope, receive, send)
             return
         peer = scope["client"][0] if scope.get("client") else "unknown"
-        headers = dict(scope.get("headers") or [])
-        forwarded = headers.get(b"x-forwarded-for")
+        raw_headers = scope.get("headers") or []
+        headers = dict(raw_headers)
+        # Several X-Forwarded-For lines are one list (RFC 9110 section 5.3); keeping only
+        # the last would let a client's own line stand in for the proxy's.
+        forwarded = b",".join(v for k, v in raw_headers if k == b"x-forwarded-for")
         address = client_address(peer, forwarded.decode("latin-1") if forwarded else None,
                                  self.proxies)
         scope.setdefault("state", {})["client_address"] = address
