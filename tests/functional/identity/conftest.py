@@ -1,0 +1,27 @@
+"""The identity world: two tenants with one user of each role, per module and database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.functional.identity.support import World, build_world, database
+
+
+@pytest.fixture(
+    scope="module",
+    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)],
+)
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+    postgres_available: bool,
+) -> Iterator[World]:
+    """Built once per module (Argon2id makes users slow); tests that change an account
+    make their own with ``world.add_user`` so the others stay as built."""
+    with database(request.param, postgres_available) as url:
+        built = build_world(tmp_path_factory.mktemp("identity") / "home", url)
+        try:
+            yield built
+        finally:
+            built.deployment.close()
