@@ -24,6 +24,7 @@ from tests.functional.identity.support import (
     problem,
     problem_slug,
 )
+from tests.functional.support import serve_in_thread
 
 INSIDE = "203.0.113.5"
 OUTSIDE = "198.51.100.200"
@@ -198,3 +199,21 @@ def test_a_session_admin_sets_the_policy_too(world: World, fenced: Account) -> N
         assert response.status_code == 200
     with world.client(OUTSIDE) as client:
         assert client.get("/api/v1/me", headers=bearer(fenced)).status_code == 200
+
+
+@pytest.mark.parametrize("proxies", ["", "127.0.0.1/32"])
+def test_forwarded_for_over_real_tls(world: World, fenced: Account, proxies: str) -> None:
+    """The same rules through uvicorn on loopback: 127.0.0.1 is the peer, and its
+    X-Forwarded-For is believed only when 127.0.0.1 is configured as a proxy."""
+    settings = dataclasses.replace(world.deployment.settings, trusted_proxies=proxies)
+    deployment = dataclasses.replace(world.deployment, settings=settings)
+    with serve_in_thread(deployment) as server, server.client(base_url=server.url("")) as http:
+        claimed_inside = http.get("/api/v1/me",
+                                  headers={**bearer(fenced), "x-forwarded-for": INSIDE})
+        claimed_outside = http.get("/api/v1/me",
+                                   headers={**bearer(fenced), "x-forwarded-for": OUTSIDE})
+    assert problem_slug(claimed_outside, 403) == "address-not-allowed"
+    if proxies:
+        assert claimed_inside.status_code == 200, claimed_inside.text
+    else:
+        assert problem_slug(claimed_inside, 403) == "address-not-allowed"
