@@ -1,9 +1,9 @@
 """Login latency, and authenticated request throughput against an unauthenticated baseline.
 
-Initialises a real deployment (SQLite in its home by default; ``--database-url`` for
-PostgreSQL), makes a tenant and a user through the identity services, and starts the
-real ``strongroom serve`` in a subprocess: real TLS (the deployment's own CA), real
-Argon2id, real sessions. Then, in the same run:
+Initialises a real deployment (SQLite in its home by default; ``--postgres`` for a fresh
+schema in the local PostgreSQL, dropped afterwards), makes a tenant and a user through
+the identity services, and starts the real ``strongroom serve`` in a subprocess: real
+TLS (the deployment's own CA), real Argon2id, real sessions. Then, in the same run:
 
 * login latency: ``--logins`` sequential POST /api/v1/login over one keep-alive
   connection, each with the right password, so each costs one Argon2id verification
@@ -16,6 +16,7 @@ Argon2id, real sessions. Then, in the same run:
   with their ratio.
 
     .venv/bin/python benchmarks/auth_bench.py [--logins N] [--threads T] [--seconds S]
+                                              [--postgres]
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import sqlalchemy as sa
 
 from strongroom.config import Environment, load_settings
 from strongroom.deployment import initialise, open_deployment
@@ -44,12 +47,33 @@ from strongroom.identity.models import Role
 from strongroom.tenancy.services import create_tenant
 
 STRONGROOM = Path(sys.executable).with_name("strongroom")
+PG_URL = os.environ.get(
+    "STRONGROOM_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 PASSWORD = "violet kettle orbit lantern 42"  # noqa: S105 - the benchmark's own test user
 EMAIL = "analyst@bench.example"
 # The benchmark is one client address sending thousands of requests: lift the limits.
 SETTINGS = {"rate_limit_default": "100000000/minute", "rate_limit_login": "100000000/minute"}
 _PORT_LINES = {"tenant": re.compile(r"^Strongroom \(\w+\) at https://[^/]+:(\d+)/"),
                "operator": re.compile(r"^operator API at https://[^/]+:(\d+)/")}
+
+
+@contextlib.contextmanager
+def database(postgres: bool) -> Iterator[str]:
+    """'' for SQLite in the home, or the URL of a fresh PostgreSQL schema, dropped after."""
+    if not postgres:
+        yield ""
+        return
+    admin = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
+    schema = "bench_" + uuid.uuid4().hex[:12]
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
 
 
 def prepare(home: Path, database_url: str) -> None:
@@ -169,15 +193,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=3.0, help="per throughput round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each kind")
-    parser.add_argument("--database-url", default="", help="default: SQLite in the home")
+    parser.add_argument("--postgres", action="store_true",
+                        help="use a fresh schema in the local PostgreSQL instead of SQLite")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="auth-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="auth-bench-") as tmp, \
+            database(args.postgres) as url:
         home = Path(tmp) / "home"
-        prepare(home, args.database_url)
+        prepare(home, url)
         ca = home / "tls" / "ca.pem"
-        database = "PostgreSQL" if args.database_url else "SQLite"
-        print(f"auth benchmark: real TLS to strongroom serve, {database}, "
+        kind = "PostgreSQL" if url else "SQLite"
+        print(f"auth benchmark: real TLS to strongroom serve, {kind}, "
               f"Argon2id m={passwords.ARGON2_MEMORY_COST_KIB} KiB "
               f"t={passwords.ARGON2_TIME_COST} p={passwords.ARGON2_PARALLELISM}")
         argon2 = measure_argon2(args.logins)
