@@ -13,6 +13,7 @@ STAMP := $(VENV)/.installed
 DEMO_HOME := var
 HOST ?= 127.0.0.1
 PORT ?= 8443
+OPERATOR_PORT ?= 8444
 PYTEST_ARGS ?=
 
 .PHONY: help install run test lint typecheck scan check bench docs clean
@@ -34,8 +35,9 @@ run: install ## Serve a demo deployment in var/ over HTTPS (initialised on first
 	@if [ ! -e $(DEMO_HOME)/strongroom.toml ]; then \
 		$(BIN)/strongroom init --home $(DEMO_HOME) --environment development --demo; \
 	fi
-	@$(BIN)/python scripts/demo_banner.py $(DEMO_HOME) $(HOST) $(PORT)
-	$(BIN)/strongroom serve --home $(DEMO_HOME) --host $(HOST) --port $(PORT)
+	@$(BIN)/python scripts/demo_banner.py $(DEMO_HOME) $(HOST) $(PORT) $(OPERATOR_PORT)
+	$(BIN)/strongroom serve --home $(DEMO_HOME) --host $(HOST) --port $(PORT) \
+		--operator-port $(OPERATOR_PORT)
 
 test: install ## Run the test suite (with CI=true the PostgreSQL runs are required, not skipped)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,6 +1,6 @@
 """Print how to reach and use the demo deployment; `make run` shows it before serving.
 
-Usage: python scripts/demo_banner.py HOME HOST PORT
+Usage: python scripts/demo_banner.py HOME HOST PORT OPERATOR_PORT
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def _login_fields(home: Path) -> dict[str, str]:
     return fields
 
 
-def banner(home: Path, host: str, port: str) -> str:
+def banner(home: Path, host: str, port: str, operator_port: str) -> str:
     url_host = f"[{host}]" if ":" in host else host
     base = f"https://{url_host}:{port}"
     ca = home / "tls" / "ca.pem"
@@ -39,6 +39,8 @@ def banner(home: Path, host: str, port: str) -> str:
         f"  try it       {curl} {base}/healthz",
         f"  operate it   {cli} --help",
         f"               (for example: {cli} tenant list)",
+        f"  operator API https://127.0.0.1:{operator_port}/operator/v1/ (make an account first:",
+        f"               {cli} operator create NAME --password-stdin)",
     ]
     login = _login_fields(home)
     if {"tenant", "email", "password"} <= login.keys():
@@ -57,5 +59,5 @@ def banner(home: Path, host: str, port: str) -> str:
 
 
 if __name__ == "__main__":
-    home_arg, host_arg, port_arg = sys.argv[1:4]
-    print(banner(Path(home_arg), host_arg, port_arg))
+    home_arg, host_arg, port_arg, operator_port_arg = sys.argv[1:5]
+    print(banner(Path(home_arg), host_arg, port_arg, operator_port_arg))
