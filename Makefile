@@ -15,6 +15,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8443
 OPERATOR_PORT ?= 8444
 PYTEST_ARGS ?=
+BENCH ?= *
 
 .PHONY: help install run test lint typecheck scan check bench docs clean
 
@@ -53,12 +54,12 @@ scan: install ## bandit security scan of src/
 
 check: test lint typecheck scan ## Everything CI runs (.ci/run also starts PostgreSQL and Redis)
 
-bench: install ## Run every benchmark in benchmarks/ (slow: they process hundreds of MiB)
-	@found=0; for script in benchmarks/*_bench.py; do \
+bench: install ## Run the benchmarks in benchmarks/ (slow; one of them: make bench BENCH=crypto)
+	@found=0; for script in benchmarks/$(BENCH)_bench.py; do \
 		[ -e "$$script" ] || continue; found=1; \
 		echo "== $$script"; $(BIN)/python "$$script"; \
 	done; \
-	[ "$$found" = 1 ] || echo "no benchmarks in benchmarks/ yet"
+	[ "$$found" = 1 ] || { echo "no benchmarks/$(BENCH)_bench.py" >&2; exit 1; }
 
 docs: install ## Regenerate docs/cli.md and docs/settings.md from the CLI and the settings registry
 	$(BIN)/python scripts/gen_docs.py
