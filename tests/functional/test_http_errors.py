@@ -329,3 +329,17 @@ def test_every_route_answers_404_and_405_as_problems(deployment: Deployment) -> 
     # The walk really met both kinds of routing error, not only authentication refusals.
     assert seen.get(404, 0) >= 2
     assert seen.get(405, 0) >= 2
+
+
+def test_405_allow_lists_every_method_routed_for_the_path(deployment: Deployment) -> None:
+    from fastapi.testclient import TestClient
+
+    from strongroom.web.app import create_app
+
+    client = TestClient(create_app(deployment), base_url="https://testserver")
+    answer = client.delete("/api/v1/users")
+    assert answer.status_code == 405
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.headers["allow"] == "GET, POST"
+    assert client.post("/healthz").headers["allow"] == "GET"
+    assert client.head("/healthz").status_code == 405  # so HEAD is rightly not listed

@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from strongroom.errors import StrongroomError
@@ -93,10 +94,26 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(exc.status_code, "Error")
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"nothing at {request.url.path}"
-    elif exc.status_code == 405 and detail == "Method Not Allowed":
-        detail = f"{request.method} is not allowed on {request.url.path}"
-    return problem(exc.status_code, detail, instance=request.url.path,
-                   headers=dict(exc.headers or {}))
+    headers = {name.lower(): value for name, value in (exc.headers or {}).items()}
+    if exc.status_code == 405:
+        if detail == "Method Not Allowed":
+            detail = f"{request.method} is not allowed on {request.url.path}"
+        # Starlette names only the first matching route's methods; list every route's.
+        headers["allow"] = ", ".join(_allowed_methods(request))
+    return problem(exc.status_code, detail, instance=request.url.path, headers=headers)
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route fully matches for this path (probed, since included
+    routers do not expose their routes' methods directly)."""
+    return [
+        method for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL
+               for route in request.app.routes)
+    ]
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
