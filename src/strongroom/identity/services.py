@@ -32,6 +32,7 @@ from strongroom.identity.errors import (
     UserNotFound,
 )
 from strongroom.identity.models import (
+    ApiToken,
     Operator,
     RecoveryCode,
     Role,
@@ -124,9 +125,17 @@ def list_users(session: Session, tenant_id: str) -> list[User]:
 
 
 def set_disabled(session: Session, user: User, disabled: bool) -> int:
-    """Disable or enable a user; disabling ends every session at once."""
+    """Disable or enable a user; disabling ends every session and revokes every token at once,
+    so enabling the user again does not bring old credentials back."""
     user.disabled = disabled
-    return sessions.end_all(session, user.id) if disabled else 0
+    if not disabled:
+        return 0
+    session.execute(
+        sa.update(ApiToken)
+        .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    return sessions.end_all(session, user.id)
 
 
 # -- login ----------------------------------------------------------------------------------

@@ -220,6 +220,11 @@ def test_a_required_mfa_confines_users_without_it_to_their_own_account(
         assert client.get("/api/v1/me").json()["mfa_required"] is True
         refused = client.get("/api/v1/users")
         assert "requires MFA" in problem(refused, 403)["detail"]
+        # Nor can a token be minted to get around the requirement.
+        csrf = client.get("/api/v1/me").json()["csrf_token"]
+        minted = client.post("/api/v1/tokens", headers=csrf_header(csrf),
+                             json={"name": "workaround", "days": 1})
+        assert "requires MFA" in problem(minted, 403)["detail"]
     enrol(world, newcomer)
     with world.client() as client:
         csrf = login(client, newcomer, totp_now(_secret_of(world, newcomer), 1))

@@ -202,10 +202,11 @@ def test_disabling_a_user_ends_their_sessions_and_stops_their_tokens(world: Worl
         refused = admin.post("/api/v1/login", json={
             "tenant": "alpha", "email": account.email, "password": account.password})
         assert problem_slug(refused, 401) == "bad-credentials"
-        # Enabling them again does not revive the ended session.
+        # Enabling them again revives neither the ended session nor the revoked token.
         admin.patch(f"/api/v1/users/{account.user_id}", headers=csrf_header(csrf),
                     json={"disabled": False})
         assert me_status(world, cookie) == 401
+        assert admin.get("/api/v1/me", headers=bearer(account)).status_code == 401
 
 
 def test_the_last_admin_cannot_be_disabled_or_demoted(world: World) -> None:

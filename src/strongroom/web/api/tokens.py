@@ -42,6 +42,9 @@ def create_token(body: TokenCreate, request: Request) -> TokenCreated:
     principal = current(request)
     if principal.session_id is None:
         raise PermissionDenied("tokens are made in an interactive session, not with a token")
+    if principal.mfa_pending:
+        # Otherwise a token would be a way around the tenant's MFA requirement.
+        raise PermissionDenied("this tenant requires MFA: enrol an authenticator first")
     dep = deployment_of(request)
     with dep.transaction() as session:
         user = session.get(User, principal.principal_id)
