@@ -36,11 +36,12 @@ class AuditFilter:
 def _parse_time(name: str, raw: str) -> dt.datetime:
     try:
         value = dt.datetime.fromisoformat(raw)
-    except ValueError:
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+    except (ValueError, OverflowError):
+        # OverflowError: a valid ISO time whose UTC form falls outside year 1..9999.
         raise InvalidAuditFilter(
             f"filter {name} is not an ISO 8601 date or time (for example 2026-11-26T10:00:00Z)"
         ) from None
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 def _parse_int(name: str, raw: str | int, low: int, high: int) -> int:

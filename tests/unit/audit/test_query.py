@@ -28,6 +28,8 @@ BOB = Actor(kind="user", id="u-bob", role="tenant-admin")
         ({"colour": "red"}, "unknown filter 'colour'"),
         ({"since": "yesterday"}, "since is not an ISO 8601"),
         ({"until": "2026-13-40"}, "until is not an ISO 8601"),
+        # Valid ISO 8601, but its UTC form is before year 1: an overflow, not a 500.
+        ({"since": "0001-01-01T00:00:00+01:00"}, "since is not an ISO 8601"),
         ({"since": "2026-11-27", "until": "2026-11-26"}, "since is after until"),
         ({"tag": "operator:tenant:explode"}, "tag is not a known event tag"),
         ({"outcome": "maybe"}, "outcome must be success, denied or failure"),
