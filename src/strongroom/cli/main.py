@@ -79,7 +79,9 @@ def _exit_quietly(_signum: int, _frame: object) -> None:
 @app.command()
 def serve(
     home: HomeOption = None,
-    host: Annotated[str | None, typer.Option(help="Listen address (default: setting host).")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Listen address (default: setting host).")
+    ] = None,
     port: Annotated[int | None, typer.Option(help="Listen port (default: setting port).")] = None,
     operator_port: Annotated[
         int | None, typer.Option(help="Operator API port (default: setting operator_port).")

@@ -27,7 +27,9 @@ def _row(tenant: Tenant) -> dict[str, str]:
 
 @app.command("create")
 def create(
-    slug: Annotated[str, typer.Argument(help="Short name: 3-40 lower-case letters, digits, hyphens.")],
+    slug: Annotated[
+        str, typer.Argument(help="Short name: 3-40 lower-case letters, digits, hyphens.")
+    ],
     name: Annotated[str | None, typer.Option(help="Display name (defaults to the slug).")] = None,
     home: HomeOption = None,
 ) -> None:
@@ -62,11 +64,14 @@ def suspend(
     home: HomeOption = None,
 ) -> None:
     """Suspend a tenant: nothing can be done with it, but its data and keys are kept intact."""
-    with deployment(home) as dep, audited_failure(dep, EventTag.TENANT_SUSPEND):
-        with dep.transaction() as session:
-            tenant = services.suspend_tenant(session, slug)
-            record(dep, session, EventTag.TENANT_SUSPEND, tenant=tenant.id,
-                   target=f"tenant:{tenant.id}")
+    with (
+        deployment(home) as dep,
+        audited_failure(dep, EventTag.TENANT_SUSPEND),
+        dep.transaction() as session,
+    ):
+        tenant = services.suspend_tenant(session, slug)
+        record(dep, session, EventTag.TENANT_SUSPEND, tenant=tenant.id,
+               target=f"tenant:{tenant.id}")
     typer.echo(f"suspended tenant {slug}")
 
 
@@ -76,11 +81,14 @@ def resume(
     home: HomeOption = None,
 ) -> None:
     """Resume a suspended tenant."""
-    with deployment(home) as dep, audited_failure(dep, EventTag.TENANT_RESUME):
-        with dep.transaction() as session:
-            tenant = services.resume_tenant(session, slug)
-            record(dep, session, EventTag.TENANT_RESUME, tenant=tenant.id,
-                   target=f"tenant:{tenant.id}")
+    with (
+        deployment(home) as dep,
+        audited_failure(dep, EventTag.TENANT_RESUME),
+        dep.transaction() as session,
+    ):
+        tenant = services.resume_tenant(session, slug)
+        record(dep, session, EventTag.TENANT_RESUME, tenant=tenant.id,
+               target=f"tenant:{tenant.id}")
     typer.echo(f"resumed tenant {slug}")
 
 

@@ -10,8 +10,8 @@ from strongroom.config import Environment
 from strongroom.crypto import audit_keys, backup_keys, master
 from strongroom.crypto._tink import TinkError
 from strongroom.crypto.errors import KeyNotFound, MasterKeyError
-from strongroom.crypto.macs import MacKey
 from strongroom.crypto.keyring import TenantKeyRing, keyset_context
+from strongroom.crypto.macs import MacKey
 from strongroom.crypto.models import DeploymentRecord, KeysetRecord
 from strongroom.db import utcnow
 
@@ -55,7 +55,9 @@ class KeyStore:
     def create_tenant_ring(self, session: Session, tenant_id: str) -> TenantKeyRing:
         ring = TenantKeyRing.generate(self.environment, tenant_id)
         session.add(
-            KeysetRecord(owner=tenant_id, purpose=KEK_PURPOSE, encrypted_keyset=ring.wrap(self._kek))
+            KeysetRecord(
+                owner=tenant_id, purpose=KEK_PURPOSE, encrypted_keyset=ring.wrap(self._kek)
+            )
         )
         return ring
 
@@ -129,9 +131,8 @@ class KeyStore:
     # -- deployment-level sealing (operator MFA secrets) -------------------------------------
 
     def seal(self, plaintext: bytes, purpose: str) -> bytes:
-        return bytes(
-            self._kek.encrypt(plaintext, keyset_context(self.environment, DEPLOYMENT_OWNER, purpose))
-        )
+        context = keyset_context(self.environment, DEPLOYMENT_OWNER, purpose)
+        return bytes(self._kek.encrypt(plaintext, context))
 
     def unseal(self, ciphertext: bytes, purpose: str) -> bytes:
         try:
