@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from strongroom.audit import EventTag
 from strongroom.errors import Conflict
 from strongroom.identity import services as identity
+from strongroom.identity.errors import PermissionDenied
 from strongroom.identity.models import Role, User
 from strongroom.identity.permissions import Permission
 from strongroom.tenancy.models import Tenant
@@ -36,7 +37,8 @@ def create_user(body: UserCreate, request: Request) -> UserOut:
     dep = deployment_of(request)
     with dep.transaction() as session:
         tenant = session.get(Tenant, principal.tenant_id)
-        assert tenant is not None  # noqa: S101 - guard() resolved it in this request
+        if tenant is None:
+            raise PermissionDenied("the tenant no longer exists")
         user = identity.create_user(session, dep.keys, tenant, body.email, body.role,
                                     body.password)
         dep.audit.record_event(session, EventTag.USER_CREATE, actor=principal.actor(),
