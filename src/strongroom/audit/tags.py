@@ -46,13 +46,13 @@ class EventTag(StrEnum):
     USER_CREATE = "user:user:create"
     USER_UPDATE = "user:user:update"
     USER_DISABLE = "user:user:disable"
-    PASSWORD_CHANGE = "user:password:change"  # noqa: S105  # nosec B105 - an event name, not a secret
+    PASSWORD_CHANGE = "user:password:change"  # noqa: S105 (an event name, not a secret)  # nosec B105
     EMAIL_CHANGE = "user:email:change"
     MFA_ENROL = "user:mfa:enrol"
     MFA_DISABLE = "user:mfa:disable"
     MFA_RECOVERY_USED = "user:mfa:recovery-used"
-    TOKEN_CREATE = "user:token:create"  # noqa: S105  # nosec B105 - an event name, not a secret
-    TOKEN_REVOKE = "user:token:revoke"  # noqa: S105  # nosec B105 - an event name, not a secret
+    TOKEN_CREATE = "user:token:create"  # noqa: S105 (an event name, not a secret)  # nosec B105
+    TOKEN_REVOKE = "user:token:revoke"  # noqa: S105 (an event name, not a secret)  # nosec B105
     POLICY_CHANGE = "user:policy:change"
     OPERATOR_CREATE = "operator:operator:create"
     OPERATOR_LOGIN = "operator:session:login"
