@@ -36,6 +36,7 @@ from typing import BinaryIO, Protocol
 
 from strongroom.backup.errors import BackupFailed, BackupNotFound, RepositoryUnusable
 from strongroom.errors import InvalidInput
+from strongroom.storage.durable import HashingWriter, fsync_dir
 
 FORMAT = "strongroom-backup-repository/1"
 MARKER = "strongroom-repository.json"
@@ -54,14 +55,6 @@ def check_backup_id(backup_id: str) -> str:
             hint="list them with `strongroom backup list`",
         )
     return backup_id
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _full_disk(exc: OSError) -> BackupFailed:
@@ -126,7 +119,7 @@ class _LocalPending:
         path = self.dir / name
         try:
             with path.open("xb") as handle:
-                hashing = _Hashing(handle)
+                hashing = HashingWriter(handle)
                 write(hashing)  # type: ignore[arg-type]
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -144,31 +137,16 @@ class _LocalPending:
                 handle.flush()
                 os.fsync(handle.fileno())
             path.chmod(0o400)
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
             self.dir.chmod(0o500)
             # The one step that makes the backup visible.
             self.dir.rename(final)
-            _fsync_dir(self._repo.backups)
+            fsync_dir(self._repo.backups)
         except OSError as exc:
             raise _full_disk(exc) from None
 
     def abort(self) -> None:
         _remove_tree(self.dir)
-
-
-class _Hashing:
-    def __init__(self, handle: BinaryIO) -> None:
-        self._handle = handle
-        self.hash = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        self.hash.update(data)
-        self.size += len(data)
-        return self._handle.write(data)
-
-    def flush(self) -> None:
-        self._handle.flush()
 
 
 def _remove_tree(path: Path) -> None:
@@ -259,7 +237,7 @@ class LocalBackupRepository:
                 temp.write_text(body + "\n", encoding="utf-8")
                 temp.chmod(0o400)
                 temp.replace(marker)
-                _fsync_dir(self.root)
+                fsync_dir(self.root)
         except OSError as exc:
             raise _full_disk(exc) from None
         if self.owner_key() != owner_public_key:
@@ -358,7 +336,7 @@ class LocalBackupRepository:
         doomed = self.incoming / f"{backup_id}.pruning"
         source.chmod(0o700)
         source.rename(doomed)
-        _fsync_dir(self.backups)
+        fsync_dir(self.backups)
         _remove_tree(doomed)
 
     # -- holds -------------------------------------------------------------------------------
@@ -374,14 +352,14 @@ class LocalBackupRepository:
         if not path.exists():
             path.write_bytes(b"")
             path.chmod(0o400)
-            _fsync_dir(self.holds_dir)
+            fsync_dir(self.holds_dir)
 
     def release(self, backup_id: str) -> None:
         check_backup_id(backup_id)
         path = self.holds_dir / backup_id
         if path.exists():
             path.unlink()
-            _fsync_dir(self.holds_dir)
+            fsync_dir(self.holds_dir)
 
     # -- objects -----------------------------------------------------------------------------
 
@@ -407,9 +385,9 @@ class LocalBackupRepository:
             for directory in (final.parent.parent, final.parent):
                 if not directory.exists():
                     directory.mkdir(mode=0o700)
-                    _fsync_dir(directory.parent)
+                    fsync_dir(directory.parent)
             temp.replace(final)
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
         except OSError as exc:
             temp.unlink(missing_ok=True)
             raise _full_disk(exc) from None

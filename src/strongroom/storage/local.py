@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from strongroom.errors import InvalidInput
+from strongroom.storage.durable import HashingWriter, fsync_dir
 from strongroom.storage.errors import ObjectCorrupted, ObjectMissing
 from strongroom.storage.interfaces import BlobRef
 
@@ -27,24 +28,6 @@ from strongroom.storage.interfaces import BlobRef
 _PREFIX = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _INCOMING = ".incoming"
-
-
-class _HashingWriter:
-    """Counts and hashes what passes through to the real file."""
-
-    def __init__(self, handle: BinaryIO) -> None:
-        self._handle = handle
-        self.hash = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        self.hash.update(data)
-        self.size += len(data)
-        return self._handle.write(data)
-
-    def flush(self) -> None:
-        # Writers handed a BinaryIO may flush it (io wrappers, archive writers do).
-        self._handle.flush()
 
 
 class VerifyingReader:
@@ -91,14 +74,6 @@ class VerifyingReader:
         self.close()
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _make_dirs(directory: Path) -> None:
     """Create ``directory`` and missing parents, fsyncing each new entry into its parent.
 
@@ -111,7 +86,7 @@ def _make_dirs(directory: Path) -> None:
         directory = directory.parent
     for new in reversed(missing):
         new.mkdir(mode=0o700, exist_ok=True)
-        _fsync_dir(new.parent)
+        fsync_dir(new.parent)
 
 
 class LocalObjectStore:
@@ -172,7 +147,7 @@ class LocalObjectStore:
         try:
             # The file stays open, and so locked, until it is published under its real name.
             with os.fdopen(fd, "wb") as handle:
-                hashing = _HashingWriter(handle)
+                hashing = HashingWriter(handle)
                 write(hashing)  # type: ignore[arg-type]
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -181,7 +156,7 @@ class LocalObjectStore:
                 _make_dirs(final.parent)
                 temp.chmod(0o400)
                 temp.replace(final)
-                _fsync_dir(final.parent)
+                fsync_dir(final.parent)
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
