@@ -23,7 +23,7 @@ from strongroom.identity.errors import (
 from strongroom.identity.models import Operator, Plane
 from strongroom.identity.permissions import Permission
 from strongroom.tenancy.services import get_tenant, list_tenants
-from strongroom.web.api.audit import ACTOR_PATTERN, audit_page, filter_values
+from strongroom.web.api.audit import FilterQuery, audit_page
 from strongroom.web.api.schemas import (
     AuditPage,
     OperatorLoginRequest,
@@ -134,21 +134,14 @@ def tenants(request: Request) -> list[TenantOut]:
 @router.get("/audit/events", response_model=AuditPage, **_options(Permission.OPERATOR))
 def audit_events(
     request: Request,
-    tenant: str | None = Query(None, max_length=40, description="Only this tenant (slug)"),
-    since: Annotated[str | None, Query(max_length=64, description="ISO 8601 time, inclusive",
-                                      json_schema_extra={"format": "date-time"})] = None,
-    until: Annotated[str | None, Query(max_length=64, description="ISO 8601 time, inclusive",
-                                      json_schema_extra={"format": "date-time"})] = None,
-    actor: str | None = Query(None, pattern=ACTOR_PATTERN, description="Actor id"),
-    tag: Annotated[EventTag | None, Query(description="Event tag")] = None,
-    outcome: Annotated[Outcome | None, Query(description="success, denied or failure")] = None,
-    after_seq: int = Query(0, ge=0, le=2**62, description="Only events after this sequence"),
-    limit: int = Query(100, ge=1, le=audit_query.MAX_LIMIT),
+    raw: FilterQuery,
+    tenant: Annotated[
+        str | None, Query(max_length=40, description="Only this tenant (slug)")
+    ] = None,
 ) -> AuditPage:
     """Every tenant's and the deployment's audit events, oldest first."""
     principal = current(request)
     dep = deployment_of(request)
-    raw = filter_values(request, since, until, actor, tag, outcome, after_seq, limit)
     with dep.transaction() as session:
         tenant_id = get_tenant(session, tenant).id if tenant else None
         flt = audit_query.parse_filter(raw, tenant_id)
