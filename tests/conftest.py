@@ -8,6 +8,7 @@ Each PostgreSQL test gets its own schema, dropped afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -51,10 +52,13 @@ def postgres_available() -> bool:
     return _postgres_available()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
-def db_url(request: pytest.FixtureRequest, postgres_available: bool) -> Iterator[str]:
-    """'' for SQLite in the deployment home, or a URL to a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
+@contextlib.contextmanager
+def database(kind: str, postgres_available: bool) -> Iterator[str]:
+    """'' (SQLite in the home) or the URL of a fresh PostgreSQL schema, dropped afterwards.
+
+    Also for module-scoped fixtures, which cannot use the function-scoped ``db_url``.
+    """
+    if kind == "sqlite":
         yield ""
         return
     if not postgres_available:
@@ -71,6 +75,13 @@ def db_url(request: pytest.FixtureRequest, postgres_available: bool) -> Iterator
         with admin.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
+def db_url(request: pytest.FixtureRequest, postgres_available: bool) -> Iterator[str]:
+    """'' for SQLite in the deployment home, or a URL to a fresh PostgreSQL schema."""
+    with database(request.param, postgres_available) as url:
+        yield url
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.functional.identity.support import World, build_world, database
+from tests.conftest import database
+from tests.functional.identity.support import World, build_world
 
 
 @pytest.fixture(

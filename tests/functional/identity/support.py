@@ -8,7 +8,6 @@ sent) and a chosen client address. Argon2id, the database and the audit trail ar
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
 import time
@@ -34,7 +33,6 @@ from strongroom.identity.permissions import Permission
 from strongroom.tenancy.services import create_tenant, get_tenant
 from strongroom.web.app import create_app, create_operator_app
 from strongroom.web.auth import CSRF_HEADER, PERMISSION_KEY
-from tests.conftest import IN_CI, PG_ADMIN_URL
 
 # Long, unrelated words: passes the policy, and holds no tenant, email or service word.
 PASSWORD = "violet kettle orbit lantern 42"
@@ -133,30 +131,6 @@ def build_world(home: Path, database_url: str, **settings: object) -> World:
                 accounts[(slug, role)] = Account(slug, tenant.id, role, user.id, email,
                                                  PASSWORD, secret, token.id)
     return World(deployment, accounts)
-
-
-@contextlib.contextmanager
-def database(kind: str, postgres_available: bool) -> Iterator[str]:
-    """'' (SQLite in the home) or the URL of a fresh PostgreSQL schema, dropped afterwards."""
-    if kind == "sqlite":
-        yield ""
-        return
-    import pytest
-
-    if not postgres_available:
-        if IN_CI:
-            pytest.fail("PostgreSQL at 127.0.0.1:5432 is required when CI=true")
-        pytest.skip("PostgreSQL is not running at 127.0.0.1:5432")
-    schema = "sr_" + uuid.uuid4().hex[:16]
-    admin = sa.create_engine(PG_ADMIN_URL)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 # -- requests -----------------------------------------------------------------------------------
