@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 
+import pyarrow.dataset as ds
 import pyarrow.parquet.encryption as pqe
 
 from strongroom.crypto.keyring import TenantKeyRing
@@ -67,3 +68,14 @@ class ParquetCrypto:
     def decryption_properties(self) -> pqe.FileDecryptionProperties:
         config = pqe.DecryptionConfiguration(cache_lifetime=dt.timedelta(minutes=5))
         return self._factory.file_decryption_properties(self._kms_config, config)
+
+    def dataset_format(self) -> ds.ParquetFileFormat:
+        """A ``pyarrow.dataset`` Parquet format that decrypts this tenant's files as it scans."""
+        config = ds.ParquetDecryptionConfig(
+            self._factory,
+            self._kms_config,
+            pqe.DecryptionConfiguration(cache_lifetime=dt.timedelta(minutes=5)),
+        )
+        return ds.ParquetFileFormat(
+            default_fragment_scan_options=ds.ParquetFragmentScanOptions(decryption_config=config)
+        )

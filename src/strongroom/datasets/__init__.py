@@ -1,0 +1,1 @@
+"""Datasets: uploads built into immutable, encrypted Parquet dataset versions."""

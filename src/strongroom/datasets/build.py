@@ -1,0 +1,562 @@
+"""Build: decrypted CSV chunks → streaming CSV reader → encrypted Parquet, one pass.
+
+The input arrives as an iterable of plaintext chunks (``storage.services.read_object``
+decrypts them segment by segment); a file-like adapter hands them to
+``pyarrow.csv.open_csv`` so the whole file is never in memory. Every column is
+read as text, so a value that does not fit its column rejects only its own row,
+with a reason and a row number, never the value. Rows are written to a
+``ParquetWriter`` with the tenant's encryption properties under a temporary name
+in the output directory, which is renamed into place only when the build
+succeeds and removed on any failure or cancellation: there is never a
+half-written dataset version.
+
+Row numbers count data rows from 1 after the header; a quoted field spanning
+several lines counts once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import io
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from strongroom.crypto.parquet import ParquetCrypto
+from strongroom.datasets.errors import (
+    BadCsv,
+    BadEncoding,
+    BadOverride,
+    BuildCancelled,
+    EmptyFile,
+    NoDataRows,
+    RowTooLong,
+    TooManyColumns,
+)
+from strongroom.storage.durable import fsync_dir
+
+MAX_COLUMNS = 2_000
+MAX_FIELD_BYTES = 64 * 1024
+BLOCK_BYTES = 4 * 1024 * 1024  # also the longest row the reader accepts
+MAX_LISTED_REJECTIONS = 100
+ROW_GROUP_ROWS = 512 * 1024
+ROW_GROUP_BYTES = 128 * 1024 * 1024
+PERSONAL_METADATA_KEY = b"strongroom.personal"
+KEY_METADATA_KEY = b"strongroom.key"
+
+Cancel = Callable[[], bool] | threading.Event
+Progress = Callable[[int, int], None]
+
+
+class ColumnType(enum.StrEnum):
+    INTEGER = "integer"
+    FLOAT = "float"
+    DATE = "date"
+    TIMESTAMP = "timestamp"
+    BOOLEAN = "boolean"
+    TEXT = "text"
+
+
+ARROW_TYPES: dict[ColumnType, pa.DataType] = {
+    ColumnType.INTEGER: pa.int64(),
+    ColumnType.FLOAT: pa.float64(),
+    ColumnType.DATE: pa.date32(),
+    ColumnType.TIMESTAMP: pa.timestamp("us"),
+    ColumnType.BOOLEAN: pa.bool_(),
+    ColumnType.TEXT: pa.string(),
+}
+
+
+@dataclass(frozen=True)
+class CsvOptions:
+    delimiter: str = ","
+    quote: str = '"'
+    header: bool = True
+    encoding: Literal["utf-8", "latin-1"] = "utf-8"
+
+    def __post_init__(self) -> None:
+        if len(self.delimiter) != 1 or len(self.quote) != 1:
+            raise BadCsv("delimiter and quote must each be one character")
+        if self.delimiter == self.quote or self.delimiter in "\r\n" or self.quote in "\r\n":
+            raise BadCsv("delimiter and quote must differ and not be a line break")
+        if self.encoding not in ("utf-8", "latin-1"):
+            raise BadCsv("encoding must be utf-8 or latin-1")
+
+
+@dataclass(frozen=True)
+class SchemaOverrides:
+    """What the tenant says about the columns, over what inference finds."""
+
+    types: dict[str, ColumnType] = field(default_factory=dict)
+    key_column: str | None = None
+    personal: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: ColumnType
+    personal: bool = False
+
+
+@dataclass(frozen=True)
+class Rejection:
+    row: int
+    reason: str
+
+
+@dataclass
+class BuildReport:
+    columns: list[Column] = field(default_factory=list)
+    key_column: str | None = None
+    rows_loaded: int = 0
+    rows_rejected: int = 0
+    rejections: list[Rejection] = field(default_factory=list)
+    bytes_read: int = 0
+    output_bytes: int = 0
+    row_groups: int = 0
+
+    @property
+    def rejections_truncated(self) -> bool:
+        return self.rows_rejected > len(self.rejections)
+
+    def reject(self, row: int, reason: str) -> None:
+        self.rows_rejected += 1
+        if len(self.rejections) < MAX_LISTED_REJECTIONS:
+            self.rejections.append(Rejection(row, reason))
+
+
+class ChunkReader(io.RawIOBase):
+    """A read-only file over an iterable of byte chunks, holding at most one chunk."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        super().__init__()
+        self._chunks: Iterator[bytes] = iter(chunks)
+        self._pending = memoryview(b"")
+        self.consumed = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        while not self._pending:
+            try:
+                self._pending = memoryview(next(self._chunks))
+            except StopIteration:
+                return 0
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        self.consumed += size
+        return size
+
+
+class _PrefixedReader(io.RawIOBase):
+    """Replays a buffered prefix, then continues with the rest of the stream."""
+
+    def __init__(self, prefix: bytes, rest: ChunkReader) -> None:
+        super().__init__()
+        self._prefix = memoryview(prefix)
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        if self._prefix:
+            size = min(len(buffer), len(self._prefix))
+            buffer[:size] = self._prefix[:size]
+            self._prefix = self._prefix[size:]
+            return size
+        return self._rest.readinto(buffer)
+
+
+def _cancel_check(cancel: Cancel | None) -> Callable[[], bool]:
+    if cancel is None:
+        return lambda: False
+    if isinstance(cancel, threading.Event):
+        return cancel.is_set
+    return cancel
+
+
+def _read_options(options: CsvOptions, names: list[str] | None) -> pacsv.ReadOptions:
+    return pacsv.ReadOptions(
+        use_threads=False,
+        block_size=BLOCK_BYTES,
+        encoding="utf8" if options.encoding == "utf-8" else "latin-1",
+        column_names=names,
+        skip_rows=1 if names is not None and options.header else 0,
+        autogenerate_column_names=names is None and not options.header,
+    )
+
+
+def _parse_options(
+    options: CsvOptions, handler: Callable[[pacsv.InvalidRow], str]
+) -> pacsv.ParseOptions:
+    return pacsv.ParseOptions(
+        delimiter=options.delimiter,
+        quote_char=options.quote,
+        newlines_in_values=True,
+        invalid_row_handler=handler,
+    )
+
+
+def _arrow_error(error: pa.ArrowInvalid) -> Exception:
+    """Our error for a pyarrow parse failure; pyarrow's own text may quote data, so drop it."""
+    text = str(error)
+    if "Empty CSV file" in text:
+        return EmptyFile("the file is empty")
+    if "invalid UTF8" in text or "UnicodeDecodeError" in text:
+        return BadEncoding(
+            "the file is not valid UTF-8", hint="upload it again with encoding latin-1"
+        )
+    if "straddling" in text or "block size" in text:
+        return RowTooLong(
+            f"a row is longer than {BLOCK_BYTES // (1024 * 1024)} MiB",
+            hint="check the quote character; an unbalanced quote makes one huge row",
+        )
+    return BadCsv("the file could not be read as CSV with these options")
+
+
+def _column_names(prefix: bytes, options: CsvOptions) -> list[str]:
+    """Column names from the first block only (the header, or the first row's width)."""
+
+    def skip(_row: pacsv.InvalidRow) -> str:
+        return "skip"
+
+    # Parse only up to the first line break: the header row, or the first data row.
+    end = prefix.find(b"\n")
+    head = prefix if end < 0 else prefix[: end + 1]
+    try:
+        reader = pacsv.open_csv(
+            io.BytesIO(head),
+            read_options=_read_options(options, None),
+            parse_options=_parse_options(options, skip),
+        )
+    except pa.ArrowInvalid as error:
+        raise _arrow_error(error) from None
+    names = list(reader.schema.names)
+    if len(names) > MAX_COLUMNS:
+        raise TooManyColumns(
+            f"the file has {len(names)} columns; at most {MAX_COLUMNS} are allowed"
+        )
+    if options.header:
+        if any(not name.strip() for name in names):
+            raise BadCsv("a column in the header has no name")
+        seen: set[str] = set()
+        for name in names:
+            if name in seen:
+                raise BadCsv(f"the header names column {name!r} twice")
+            seen.add(name)
+    return names
+
+
+def _casts(array: pa.Array, target: pa.DataType) -> bool:
+    try:
+        pc.cast(array, target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return False
+    return True
+
+
+def _infer(array: pa.Array) -> ColumnType:
+    values = pc.drop_null(array)
+    if len(values) == 0:
+        return ColumnType.TEXT
+    if _casts(values, pa.int64()):
+        return ColumnType.INTEGER
+    if _casts(values, pa.float64()):
+        return ColumnType.FLOAT
+    lowered = pc.utf8_lower(values)
+    if pc.all(pc.is_in(lowered, pa.array(["true", "false"]))).as_py():
+        return ColumnType.BOOLEAN
+    if pc.all(pc.match_substring_regex(values, r"^\d{4}-\d{2}-\d{2}$")).as_py():
+        return ColumnType.DATE if _casts(values, pa.date32()) else ColumnType.TEXT
+    timestamp_like = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?$"
+    if pc.all(pc.match_substring_regex(values, timestamp_like)).as_py() and _casts(
+        values, pa.timestamp("us")
+    ):
+        return ColumnType.TIMESTAMP
+    return ColumnType.TEXT
+
+
+def _bad_positions(array: pa.Array, target: pa.DataType, offset: int = 0) -> list[int]:
+    """Positions whose value does not cast, found by halving (cheap when they are few)."""
+    if _casts(array, target):
+        return []
+    if len(array) <= 32:
+        return [
+            offset + i for i in range(len(array)) if not _casts(array.slice(i, 1), target)
+        ]
+    half = len(array) // 2
+    return _bad_positions(array.slice(0, half), target, offset) + _bad_positions(
+        array.slice(half), target, offset + half
+    )
+
+
+def _to_boolean(array: pa.Array) -> tuple[pa.Array, list[int]]:
+    lowered = pc.utf8_lower(pc.utf8_trim_whitespace(array))
+    ok = pc.or_kleene(pc.is_null(array), pc.is_in(lowered, pa.array(["true", "false"])))
+    bad = [i for i, good in enumerate(ok.to_pylist()) if not good] if not pc.all(ok).as_py() else []
+    return pc.equal(lowered, "true"), bad
+
+
+def _schema(columns: list[Column], key_column: str | None) -> pa.Schema:
+    fields = []
+    for column in columns:
+        metadata = {PERSONAL_METADATA_KEY: b"true" if column.personal else b"false"}
+        if column.name == key_column:
+            metadata[KEY_METADATA_KEY] = b"true"
+        fields.append(pa.field(column.name, ARROW_TYPES[column.type], metadata=metadata))
+    return pa.schema(fields)
+
+
+def _resolve_columns(
+    names: list[str], sample: pa.RecordBatch, overrides: SchemaOverrides
+) -> list[Column]:
+    known = set(names)
+    for name in [*overrides.types, *overrides.personal, *filter(None, [overrides.key_column])]:
+        if name not in known:
+            raise BadOverride(f"the overrides name column {name!r}, which the file does not have")
+    columns = []
+    for index, name in enumerate(names):
+        kind = overrides.types.get(name) or _infer(sample.column(index))
+        columns.append(Column(name, ColumnType(kind), personal=name in overrides.personal))
+    return columns
+
+
+class _Converter:
+    """Converts text batches to the dataset schema, rejecting rows that do not fit."""
+
+    def __init__(self, columns: list[Column], key_column: str | None, report: BuildReport) -> None:
+        self.columns = columns
+        self.key_index = next(
+            (i for i, column in enumerate(columns) if column.name == key_column), None
+        )
+        self.schema = _schema(columns, key_column)
+        self.report = report
+
+    def convert(self, batch: pa.RecordBatch, row_number: Callable[[int], int]) -> pa.RecordBatch:
+        reasons: dict[int, str] = {}
+        arrays: list[pa.Array] = []
+        for index, column in enumerate(self.columns):
+            array = batch.column(index)
+            too_long = pc.greater(pc.binary_length(array), MAX_FIELD_BYTES)
+            if pc.any(too_long).as_py():
+                for position in pc.indices_nonzero(pc.fill_null(too_long, False)).to_pylist():
+                    reasons.setdefault(
+                        position,
+                        f"field in column {column.name} is longer than {MAX_FIELD_BYTES} bytes",
+                    )
+                array = pc.if_else(too_long, pa.scalar(None, pa.string()), array)
+            if index == self.key_index and array.null_count:
+                for position in pc.indices_nonzero(pc.is_null(array)).to_pylist():
+                    reasons.setdefault(position, f"missing key in column {column.name}")
+            if column.type is ColumnType.TEXT:
+                arrays.append(array)
+                continue
+            if column.type is ColumnType.BOOLEAN:
+                converted, bad = _to_boolean(array)
+            else:
+                target = ARROW_TYPES[column.type]
+                bad = _bad_positions(array, target)
+                if bad:
+                    mask = pc.is_in(pa.array(range(len(array))), pa.array(bad))
+                    array = pc.if_else(mask, pa.scalar(None, pa.string()), array)
+                converted = pc.cast(array, target)
+            for position in bad:
+                reasons.setdefault(position, f"bad {column.type} in column {column.name}")
+            arrays.append(converted)
+        table = pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+        if not reasons:
+            return table
+        for position in sorted(reasons):
+            self.report.reject(row_number(position), reasons[position])
+        keep = pc.invert(pc.is_in(pa.array(range(batch.num_rows)), pa.array(sorted(reasons))))
+        return table.filter(keep)
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def build_dataset(
+    chunks: Iterable[bytes],
+    options: CsvOptions,
+    crypto: ParquetCrypto,
+    out_path: Path,
+    *,
+    overrides: SchemaOverrides | None = None,
+    cancel: Cancel | None = None,
+    progress: Progress | None = None,
+) -> BuildReport:
+    """Build decrypted CSV ``chunks`` into one encrypted Parquet file at ``out_path``.
+
+    Returns the report (columns, rows loaded, rejected rows with numbers and
+    reasons). Raises a :class:`~strongroom.datasets.errors.DatasetError` for
+    input that cannot be built and :class:`BuildCancelled` when ``cancel``
+    fires; either way nothing is left at ``out_path`` or beside it.
+    """
+    overrides = overrides or SchemaOverrides()
+    cancelled = _cancel_check(cancel)
+    temp = out_path.parent / f".{out_path.name}.{uuid.uuid4().hex}.building"
+    try:
+        report = _build(chunks, options, crypto, temp, overrides, cancelled, progress)
+        temp.replace(out_path)
+        fsync_dir(out_path.parent)
+    except BaseException:
+        _remove(temp)
+        raise
+    report.output_bytes = out_path.stat().st_size
+    return report
+
+
+class _Builder:
+    """One build: the open CSV reader, the report, and the writer once the schema is known."""
+
+    def __init__(self, options: CsvOptions, crypto: ParquetCrypto, temp: Path) -> None:
+        self.options = options
+        self.crypto = crypto
+        self.temp = temp
+        self.report = BuildReport()
+        self.ragged: list[int] = []  # data row numbers of rows with the wrong column count
+        self.attributed = 0  # ragged rows already placed in an earlier batch
+        self.seen = 0  # data rows consumed, loaded or rejected, before the current batch
+        self.converter: _Converter | None = None
+        self.writer: pq.ParquetWriter | None = None
+        self.pending: list[pa.RecordBatch] = []
+        self.pending_rows = 0
+        self.pending_bytes = 0
+
+    def on_invalid_row(self, row: pacsv.InvalidRow) -> str:
+        number = (row.number or 0) - (1 if self.options.header else 0)
+        self.ragged.append(number)
+        self.report.reject(
+            number, f"wrong column count: expected {row.expected_columns}, got {row.actual_columns}"
+        )
+        return "skip"
+
+    def open(self, source: ChunkReader) -> pacsv.CSVStreamingReader:
+        prefix = source.read(BLOCK_BYTES) or b""
+        if not prefix:
+            raise EmptyFile("the file is empty")
+        self.names = _column_names(prefix, self.options)
+        try:
+            return pacsv.open_csv(
+                _PrefixedReader(prefix, source),
+                read_options=_read_options(self.options, self.names),
+                parse_options=_parse_options(self.options, self.on_invalid_row),
+                convert_options=pacsv.ConvertOptions(
+                    column_types=dict.fromkeys(self.names, pa.string()),
+                    strings_can_be_null=True,
+                    null_values=[""],
+                    quoted_strings_can_be_null=True,
+                ),
+            )
+        except pa.ArrowInvalid as error:
+            raise _arrow_error(error) from None
+
+    def row_numbers(self, batch: pa.RecordBatch) -> Callable[[int], int]:
+        """Maps a position in ``batch`` to its data row number, counting skipped ragged rows."""
+        fresh = sorted(self.ragged[self.attributed :])
+        self.attributed = len(self.ragged)
+        base = self.seen
+        self.seen += batch.num_rows + len(fresh)
+
+        def row_number(position: int) -> int:
+            number = base + position + 1
+            for skipped in fresh:
+                if skipped <= number:
+                    number += 1
+            return number
+
+        return row_number
+
+    def start(self, batch: pa.RecordBatch, overrides: SchemaOverrides) -> _Converter:
+        self.report.columns = _resolve_columns(self.names, batch, overrides)
+        self.report.key_column = overrides.key_column
+        self.converter = _Converter(self.report.columns, overrides.key_column, self.report)
+        self.writer = pq.ParquetWriter(
+            self.temp,
+            self.converter.schema,
+            encryption_properties=self.crypto.encryption_properties(),
+        )
+        return self.converter
+
+    def add(self, converted: pa.RecordBatch) -> None:
+        self.report.rows_loaded += converted.num_rows
+        if converted.num_rows:
+            self.pending.append(converted)
+            self.pending_rows += converted.num_rows
+            self.pending_bytes += converted.nbytes
+        if self.pending_rows >= ROW_GROUP_ROWS or self.pending_bytes >= ROW_GROUP_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending and self.writer is not None:
+            table = pa.Table.from_batches(self.pending)
+            self.writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+            self.report.row_groups += 1
+        self.pending, self.pending_rows, self.pending_bytes = [], 0, 0
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def _build(
+    chunks: Iterable[bytes],
+    options: CsvOptions,
+    crypto: ParquetCrypto,
+    temp: Path,
+    overrides: SchemaOverrides,
+    cancelled: Callable[[], bool],
+    progress: Progress | None,
+) -> BuildReport:
+    source = ChunkReader(chunks)
+    builder = _Builder(options, crypto, temp)
+    report = builder.report
+    reader = builder.open(source)
+    try:
+        while not cancelled():
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                break
+            except pa.ArrowInvalid as error:
+                raise _arrow_error(error) from None
+            row_number = builder.row_numbers(batch)
+            converter = builder.converter
+            if converter is None:
+                if batch.num_rows == 0:
+                    continue
+                converter = builder.start(batch, overrides)
+            builder.add(converter.convert(batch, row_number))
+            report.bytes_read = source.consumed
+            if progress is not None:
+                progress(report.rows_loaded + report.rows_rejected, report.bytes_read)
+        if cancelled():
+            raise BuildCancelled("the build was cancelled")
+        report.bytes_read = source.consumed
+        if report.rows_loaded == 0:
+            if report.rows_rejected:
+                raise NoDataRows("every data row was rejected", report=report)
+            raise NoDataRows("the file has no data rows", hint="a header alone is not a dataset")
+        builder.flush()
+    finally:
+        builder.close()
+    with temp.open("rb+") as handle:
+        os.fsync(handle.fileno())
+    return report
