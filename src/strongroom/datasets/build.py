@@ -49,6 +49,7 @@ MAX_COLUMNS = 2_000
 MAX_FIELD_BYTES = 64 * 1024
 BLOCK_BYTES = 4 * 1024 * 1024  # also the longest row the reader accepts
 MAX_LISTED_REJECTIONS = 100
+INFER_SHARE = 0.99  # share of sampled values a type must fit
 ROW_GROUP_ROWS = 512 * 1024
 ROW_GROUP_BYTES = 128 * 1024 * 1024
 PERSONAL_METADATA_KEY = b"strongroom.personal"
@@ -148,6 +149,18 @@ class ChunkReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def read_up_to(self, size: int) -> bytes:
+        """Up to ``size`` bytes, fewer only at the end of the stream."""
+        parts: list[bytes] = []
+        wanted = size
+        while wanted:
+            part = self.read(wanted)
+            if not part:
+                break
+            parts.append(part)
+            wanted -= len(part)
+        return b"".join(parts)
+
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         while not self._pending:
             try:
@@ -236,6 +249,8 @@ def _column_names(prefix: bytes, options: CsvOptions) -> list[str]:
 
     # Parse only up to the first line break: the header row, or the first data row.
     end = prefix.find(b"\n")
+    if end < 0 and len(prefix) == BLOCK_BYTES:
+        raise RowTooLong(f"the first row is longer than {BLOCK_BYTES // (1024 * 1024)} MiB")
     head = prefix if end < 0 else prefix[: end + 1]
     try:
         reader = pacsv.open_csv(
@@ -245,7 +260,12 @@ def _column_names(prefix: bytes, options: CsvOptions) -> list[str]:
         )
     except pa.ArrowInvalid as error:
         raise _arrow_error(error) from None
-    names = list(reader.schema.names)
+    try:
+        names = list(reader.schema.names)
+    except UnicodeDecodeError:
+        raise BadEncoding(
+            "the header is not valid UTF-8", hint="upload it again with encoding latin-1"
+        ) from None
     if len(names) > MAX_COLUMNS:
         raise TooManyColumns(
             f"the file has {len(names)} columns; at most {MAX_COLUMNS} are allowed"
@@ -269,24 +289,33 @@ def _casts(array: pa.Array, target: pa.DataType) -> bool:
     return True
 
 
+_PATTERNS: list[tuple[ColumnType, str]] = [
+    (ColumnType.INTEGER, r"^[+-]?\d{1,18}$"),
+    (ColumnType.FLOAT, r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"),
+    (ColumnType.BOOLEAN, r"^(?i:true|false)$"),
+    (ColumnType.DATE, r"^\d{4}-\d{2}-\d{2}$"),
+    (ColumnType.TIMESTAMP, r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?$"),
+]
+
+
 def _infer(array: pa.Array) -> ColumnType:
+    """The first type that fits at least INFER_SHARE of the sample's values, else text.
+
+    A few dirty values do not turn a column into text: they are rejected with
+    their rows instead, and the report says so.
+    """
     values = pc.drop_null(array)
     if len(values) == 0:
         return ColumnType.TEXT
-    if _casts(values, pa.int64()):
-        return ColumnType.INTEGER
-    if _casts(values, pa.float64()):
-        return ColumnType.FLOAT
-    lowered = pc.utf8_lower(values)
-    if pc.all(pc.is_in(lowered, pa.array(["true", "false"]))).as_py():
-        return ColumnType.BOOLEAN
-    if pc.all(pc.match_substring_regex(values, r"^\d{4}-\d{2}-\d{2}$")).as_py():
-        return ColumnType.DATE if _casts(values, pa.date32()) else ColumnType.TEXT
-    timestamp_like = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?$"
-    if pc.all(pc.match_substring_regex(values, timestamp_like)).as_py() and _casts(
-        values, pa.timestamp("us")
-    ):
-        return ColumnType.TIMESTAMP
+    for kind, pattern in _PATTERNS:
+        candidates = values.filter(pc.match_substring_regex(values, pattern))
+        if len(candidates) < INFER_SHARE * len(values):
+            continue
+        if kind is ColumnType.BOOLEAN:
+            return kind
+        fitting = len(candidates) - len(_bad_positions(candidates, ARROW_TYPES[kind]))
+        if fitting >= INFER_SHARE * len(values):
+            return kind
     return ColumnType.TEXT
 
 
@@ -448,7 +477,7 @@ class _Builder:
         return "skip"
 
     def open(self, source: ChunkReader) -> pacsv.CSVStreamingReader:
-        prefix = source.read(BLOCK_BYTES) or b""
+        prefix = source.read_up_to(BLOCK_BYTES)
         if not prefix:
             raise EmptyFile("the file is empty")
         self.names = _column_names(prefix, self.options)
@@ -555,6 +584,7 @@ def _build(
                 raise NoDataRows("every data row was rejected", report=report)
             raise NoDataRows("the file has no data rows", hint="a header alone is not a dataset")
         builder.flush()
+        report.rejections.sort(key=lambda rejection: rejection.row)
     finally:
         builder.close()
     with temp.open("rb+") as handle:
