@@ -235,7 +235,8 @@ class _Compiler:
         if column_type not in _OPERATORS[op]:
             allowed = ", ".join(sorted(_OPERATORS[op]))
             raise InvalidSelection(
-                f"{ctx}: the operator does not apply to a {column_type} field; it takes {allowed}"
+                f"{ctx}: the operator does not apply to a field of type {column_type}; "
+                f"it takes {allowed}"
             )
         col = f"{alias}.{quote_identifier(name)}"
         if op in ("is_null", "not_null"):
