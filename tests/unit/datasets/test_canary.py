@@ -61,8 +61,12 @@ def hits(paths: Iterator[Path]) -> list[Path]:
 
 def test_control_the_scan_finds_a_plaintext_canary(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
-    (tmp_path / "sub" / "plain.csv").write_bytes(canary_csv())
-    assert hits(files_under(tmp_path)) == [tmp_path / "sub" / "plain.csv"]
+    plain = tmp_path / "sub" / "plain.csv"
+    plain.write_bytes(canary_csv())
+    try:
+        assert hits(files_under(tmp_path)) == [plain]
+    finally:
+        plain.unlink()  # tmp_path sits in the temp directory the other tests scan
 
 
 def test_build_and_queries_leave_no_plaintext(ring: TenantKeyRing, tmp_path: Path) -> None:
