@@ -23,6 +23,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -398,11 +399,13 @@ class _Converter:
                 converted, bad = _to_boolean(array)
             else:
                 target = ARROW_TYPES[column.type]
-                bad = _bad_positions(array, target)
-                if bad:
+                try:
+                    converted, bad = pc.cast(array, target), []
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    bad = _bad_positions(array, target)
                     mask = pc.is_in(pa.array(range(len(array))), pa.array(bad))
                     array = pc.if_else(mask, pa.scalar(None, pa.string()), array)
-                converted = pc.cast(array, target)
+                    converted = pc.cast(array, target)
             for position in bad:
                 reasons.setdefault(position, f"bad {column.type} in column {column.name}")
             arrays.append(converted)
@@ -467,6 +470,8 @@ class _Builder:
         self.pending: list[pa.RecordBatch] = []
         self.pending_rows = 0
         self.pending_bytes = 0
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataset-writer")
+        self.inflight: Future[None] | None = None
 
     def on_invalid_row(self, row: pacsv.InvalidRow) -> str:
         number = (row.number or 0) - (1 if self.options.header else 0)
@@ -533,16 +538,42 @@ class _Builder:
             self.flush()
 
     def flush(self) -> None:
+        """Hand the pending rows to the writer thread, after the previous row group is done.
+
+        Encoding and encrypting a row group (pyarrow, off the GIL) overlaps with
+        parsing the next blocks; at most one row group is in flight.
+        """
         if self.pending and self.writer is not None:
             table = pa.Table.from_batches(self.pending)
-            self.writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+            self.wait()
+            self.inflight = self.executor.submit(
+                self.writer.write_table, table, row_group_size=ROW_GROUP_ROWS
+            )
             self.report.row_groups += 1
         self.pending, self.pending_rows, self.pending_bytes = [], 0, 0
 
-    def close(self) -> None:
+    def wait(self) -> None:
+        if self.inflight is not None:
+            inflight, self.inflight = self.inflight, None
+            inflight.result()
+
+    def finish(self) -> None:
+        """Write what is pending and close the file; raises if any write failed."""
+        self.flush()
+        self.wait()
         if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+            writer, self.writer = self.writer, None
+            writer.close()
+
+    def close(self) -> None:
+        """Release everything after a failure; the caller removes the temp file."""
+        with contextlib.suppress(Exception):
+            self.wait()
+        self.executor.shutdown(wait=True)
+        if self.writer is not None:
+            writer, self.writer = self.writer, None
+            with contextlib.suppress(Exception):
+                writer.close()
 
 
 def _build(
@@ -583,7 +614,7 @@ def _build(
             if report.rows_rejected:
                 raise NoDataRows("every data row was rejected", report=report)
             raise NoDataRows("the file has no data rows", hint="a header alone is not a dataset")
-        builder.flush()
+        builder.finish()
         report.rejections.sort(key=lambda rejection: rejection.row)
     finally:
         builder.close()
