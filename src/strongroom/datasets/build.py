@@ -205,7 +205,7 @@ def _cancel_check(cancel: Cancel | None) -> Callable[[], bool]:
 
 def _read_options(options: CsvOptions, names: list[str] | None) -> pacsv.ReadOptions:
     return pacsv.ReadOptions(
-        use_threads=False,
+        use_threads=False,  # row numbers of ragged rows need sequential parsing
         block_size=BLOCK_BYTES,
         encoding="utf8" if options.encoding == "utf-8" else "latin-1",
         column_names=names,
