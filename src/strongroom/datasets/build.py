@@ -291,7 +291,7 @@ def _casts(array: pa.Array, target: pa.DataType) -> bool:
 
 
 _PATTERNS: list[tuple[ColumnType, str]] = [
-    (ColumnType.INTEGER, r"^[+-]?\d{1,18}$"),
+    (ColumnType.INTEGER, r"^[+-]?\d{1,19}$"),
     (ColumnType.FLOAT, r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"),
     (ColumnType.BOOLEAN, r"^(?i:true|false)$"),
     (ColumnType.DATE, r"^\d{4}-\d{2}-\d{2}$"),
