@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -104,7 +105,7 @@ _LINKED = st.builds(
 SELECTIONS = _tree(st.one_of(_CUSTOMER_LEAVES, _LINKED))
 
 _SETTINGS = settings(
-    max_examples=300,
+    max_examples=int(os.environ.get("ANALYSIS_EXAMPLES", "300")),
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
