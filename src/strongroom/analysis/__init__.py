@@ -21,6 +21,7 @@ from strongroom.analysis.selections import (
     DatasetSchema,
     Schema,
     compile_selection,
+    count_query,
     table_name,
 )
 
@@ -38,6 +39,7 @@ __all__ = [
     "cell_limit_check",
     "compile_cube",
     "compile_selection",
+    "count_query",
     "suppress",
     "table_name",
 ]

@@ -108,7 +108,7 @@ _SETTINGS = settings(
     max_examples=int(os.environ.get("ANALYSIS_EXAMPLES", "300")),
     deadline=None,
     database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    suppress_health_check=[HealthCheck.too_slow],
 )
 
 
