@@ -18,6 +18,7 @@ from strongroom.db import utcnow
 KEK_PURPOSE = "kek"
 DEPLOYMENT_OWNER = "deployment"
 IDENTITY_PURPOSE = "identity-mac"
+_RING_CACHE_MAX = 1024
 
 
 class KeyStore:
@@ -26,6 +27,12 @@ class KeyStore:
     def __init__(self, env_kek: aead.Aead, environment: Environment) -> None:
         self._kek = env_kek
         self.environment = environment
+        # Unwrapped keys, by purpose and by the exact stored ciphertext. A committed
+        # deployment secret never changes, and a keyset row that is rotated gets a new
+        # ciphertext, so a stale entry can never be served; the caches only spare the
+        # unwrap (and the second factor of work) on every request.
+        self._secrets: dict[str, bytes] = {}
+        self._rings: dict[tuple[str, bytes], TenantKeyRing] = {}
 
     # -- the deployment ----------------------------------------------------------------------
 
@@ -73,7 +80,16 @@ class KeyStore:
 
     def tenant_ring(self, session: Session, tenant_id: str) -> TenantKeyRing:
         record = self._record(session, tenant_id)
-        return TenantKeyRing.unwrap(record.encrypted_keyset, self._kek, self.environment, tenant_id)
+        key = (tenant_id, bytes(record.encrypted_keyset))
+        ring = self._rings.get(key)
+        if ring is None:
+            ring = TenantKeyRing.unwrap(
+                record.encrypted_keyset, self._kek, self.environment, tenant_id
+            )
+            if len(self._rings) >= _RING_CACHE_MAX:
+                self._rings.clear()
+            self._rings[key] = ring
+        return ring
 
     def rotate_tenant(self, session: Session, tenant_id: str) -> TenantKeyRing:
         """Add a new primary key version to the tenant keyset; older versions stay usable."""
@@ -89,6 +105,8 @@ class KeyStore:
     # -- deployment secrets (audit) ----------------------------------------------------------
 
     def _secret(self, session: Session, purpose: str) -> bytes:
+        if purpose in self._secrets:
+            return self._secrets[purpose]
         context = keyset_context(self.environment, DEPLOYMENT_OWNER, purpose)
         record = session.scalars(
             sa.select(KeysetRecord).where(
@@ -107,11 +125,15 @@ class KeyStore:
             session.flush()
             return secret
         try:
-            return bytes(self._kek.decrypt(record.encrypted_keyset, context))
+            secret = bytes(self._kek.decrypt(record.encrypted_keyset, context))
         except TinkError:
             raise MasterKeyError(
                 f"the deployment's {purpose} key does not open with this master key"
             ) from None
+        # Cached only once read back from a committed row: a secret made in a
+        # transaction that then rolls back must not outlive it.
+        self._secrets[purpose] = secret
+        return secret
 
     def audit_keys(self, session: Session) -> audit_keys.AuditKeys:
         """The audit HMAC and signing keys, made on first use."""

@@ -225,3 +225,44 @@ def test_production_keys_do_not_open_in_test_even_past_the_check(
         assert load_text(deployment, object_id) == b"production data"
     finally:
         deployment.close()
+
+
+def test_a_rotation_by_another_process_is_seen_despite_the_ring_cache(
+    deployment: Deployment, settings: Settings, make_tenant: MakeTenant
+) -> None:
+    tenant = make_tenant("cached")
+    with deployment.transaction() as session:
+        before = deployment.keys.tenant_ring(session, tenant.id)  # now cached here
+    other = open_deployment(settings)  # a second process: its own KeyStore
+    try:
+        with other.transaction() as session:
+            rotated = other.keys.rotate_tenant(session, tenant.id)
+    finally:
+        other.close()
+    with deployment.transaction() as session:
+        after = deployment.keys.tenant_ring(session, tenant.id)
+    assert after.primary_key_id == rotated.primary_key_id != before.primary_key_id
+    assert after.version == 2
+
+
+def test_a_deployment_secret_from_a_rolled_back_transaction_is_not_kept(
+    settings: Settings,
+) -> None:
+    dep = open_deployment(settings)
+    try:
+        with dep.engine.begin() as conn:
+            conn.execute(sa.delete(KeysetRecord).where(KeysetRecord.purpose == "identity-mac"))
+        fresh = KeyStore(dep.keys._kek, dep.keys.environment)  # the same KEK, a new cache
+        session = dep.sessions()
+        with session.begin():
+            first = fresh.identity_key(session).mac("d", b"v")
+            session.rollback()  # the transaction that made the secret never commits
+        session.close()
+        with dep.transaction() as session:
+            second = fresh.identity_key(session).mac("d", b"v")
+        with dep.transaction() as session:
+            third = fresh.identity_key(session).mac("d", b"v")
+    finally:
+        dep.close()
+    assert first != second  # the rolled-back secret was not served from the cache
+    assert second == third  # the committed one is stable
