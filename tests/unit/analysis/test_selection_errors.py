@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from tests.unit.analysis.support import SCHEMA, TODAY
 
-from strongroom.analysis import InvalidSelection, compile_selection
+from strongroom.analysis import InvalidSelection, compile_selection, table_name
 from strongroom.errors import InvalidInput
 
 SECRET = "Jane-Doe-1970"
@@ -111,3 +111,18 @@ def test_unknown_base_dataset() -> None:
 
 def test_oversized_text_value_is_refused() -> None:
     assert "4096 characters" in _error({"field": "name", "op": "eq", "value": "x" * 5000})
+
+
+def test_too_many_values_in_total_are_refused() -> None:
+    lists = [{"field": "age", "op": "in", "value": list(range(1000))} for _ in range(11)]
+    assert "more than 10000 values" in _error({"or": lists})
+
+
+@pytest.mark.parametrize("name", ["Customers", "1st", "a-b", "x" * 64, "", 'a"b'])
+def test_table_names_accept_only_plain_dataset_names(name: str) -> None:
+    with pytest.raises(InvalidInput, match="dataset names are"):
+        table_name(name)
+
+
+def test_table_name_prefixes_the_dataset() -> None:
+    assert table_name("customers") == "ds_customers"
