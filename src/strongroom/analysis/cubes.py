@@ -153,9 +153,10 @@ def compile_cube(spec: object, schema: Schema, *, today: dt.date) -> CompiledCub
         f"count(DISTINCT {sql}) + (count(*) > count({sql}))::BIGINT" for sql, _ in dim_sql
     )
     distinct_params = [p for _, ps in dim_sql for p in ps + ps] + where_params
+    # Identifiers are checked against the schema and quoted; values travel as parameters.
     return CompiledCube(
         sql=f"SELECT {select} FROM {source} GROUP BY {positions} "  # noqa: S608  # nosec B608
-        f"ORDER BY {order}",  # (checked identifiers; values are ? parameters)
+        f"ORDER BY {order}",
         params=params,
         distinct_sql=f"SELECT {distinct} FROM {source}",  # noqa: S608  # nosec B608
         distinct_params=distinct_params,
