@@ -20,10 +20,10 @@ import contextlib
 import enum
 import io
 import os
+import queue
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -53,6 +53,7 @@ MAX_LISTED_REJECTIONS = 100
 INFER_SHARE = 0.99  # share of sampled values a type must fit
 ROW_GROUP_ROWS = 512 * 1024
 ROW_GROUP_BYTES = 128 * 1024 * 1024
+QUEUED_BATCHES = 4  # parsed blocks waiting for the converter: bounds memory
 PERSONAL_METADATA_KEY = b"strongroom.personal"
 KEY_METADATA_KEY = b"strongroom.key"
 
@@ -127,15 +128,24 @@ class BuildReport:
     bytes_read: int = 0
     output_bytes: int = 0
     row_groups: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def rejections_truncated(self) -> bool:
         return self.rows_rejected > len(self.rejections)
 
     def reject(self, row: int, reason: str) -> None:
-        self.rows_rejected += 1
-        if len(self.rejections) < MAX_LISTED_REJECTIONS:
-            self.rejections.append(Rejection(row, reason))
+        """Count a rejected row; list it if it is among the lowest-numbered MAX_LISTED."""
+        # The parser (ragged rows) and the converter (bad values) report from two threads.
+        with self._lock:
+            self.rows_rejected += 1
+            rejection = Rejection(row, reason)
+            if len(self.rejections) < MAX_LISTED_REJECTIONS:
+                self.rejections.append(rejection)
+                return
+            highest = max(range(len(self.rejections)), key=lambda i: self.rejections[i].row)
+            if row < self.rejections[highest].row:
+                self.rejections[highest] = rejection
 
 
 class ChunkReader(io.RawIOBase):
@@ -455,7 +465,13 @@ def build_dataset(
 
 
 class _Builder:
-    """One build: the open CSV reader, the report, and the writer once the schema is known."""
+    """One build: the CSV reader on the calling thread, conversion and writing on another.
+
+    Parsing (pyarrow, sequential so that ragged rows keep their numbers) runs on
+    the caller's thread; converting and encoding and encrypting row groups run
+    on a worker thread, fed through a short queue, so the two overlap. Both
+    spend their time in pyarrow, off the GIL.
+    """
 
     def __init__(self, options: CsvOptions, crypto: ParquetCrypto, temp: Path) -> None:
         self.options = options
@@ -464,14 +480,18 @@ class _Builder:
         self.report = BuildReport()
         self.ragged: list[int] = []  # data row numbers of rows with the wrong column count
         self.attributed = 0  # ragged rows already placed in an earlier batch
-        self.seen = 0  # data rows consumed, loaded or rejected, before the current batch
+        self.seen = 0  # data rows read, loaded or rejected
         self.converter: _Converter | None = None
         self.writer: pq.ParquetWriter | None = None
         self.pending: list[pa.RecordBatch] = []
         self.pending_rows = 0
         self.pending_bytes = 0
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataset-writer")
-        self.inflight: Future[None] | None = None
+        self.queue: queue.Queue[tuple[pa.RecordBatch, Callable[[int], int]] | None] = (
+            queue.Queue(maxsize=QUEUED_BATCHES)
+        )
+        self.worker: threading.Thread | None = None
+        self.error: BaseException | None = None
+        self.stopping = False
 
     def on_invalid_row(self, row: pacsv.InvalidRow) -> str:
         number = (row.number or 0) - (1 if self.options.header else 0)
@@ -517,7 +537,7 @@ class _Builder:
 
         return row_number
 
-    def start(self, batch: pa.RecordBatch, overrides: SchemaOverrides) -> _Converter:
+    def start(self, batch: pa.RecordBatch, overrides: SchemaOverrides) -> None:
         self.report.columns = _resolve_columns(self.names, batch, overrides)
         self.report.key_column = overrides.key_column
         self.converter = _Converter(self.report.columns, overrides.key_column, self.report)
@@ -526,50 +546,66 @@ class _Builder:
             self.converter.schema,
             encryption_properties=self.crypto.encryption_properties(),
         )
-        return self.converter
+        self.worker = threading.Thread(target=self._work, name="dataset-build", daemon=True)
+        self.worker.start()
 
-    def add(self, converted: pa.RecordBatch) -> None:
+    def submit(self, batch: pa.RecordBatch, row_number: Callable[[int], int]) -> None:
+        self.raise_worker_error()
+        self.queue.put((batch, row_number))
+
+    def raise_worker_error(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def _work(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.stopping or self.error is not None:
+                continue  # drain, so a producer blocked on put() can finish
+            batch, row_number = item
+            try:
+                assert self.converter is not None  # noqa: S101 - set before the worker starts
+                self._add(self.converter.convert(batch, row_number))
+            except BaseException as error:  # noqa: BLE001 - handed to the caller's thread
+                self.error = error
+
+    def _add(self, converted: pa.RecordBatch) -> None:
         self.report.rows_loaded += converted.num_rows
         if converted.num_rows:
             self.pending.append(converted)
             self.pending_rows += converted.num_rows
             self.pending_bytes += converted.nbytes
         if self.pending_rows >= ROW_GROUP_ROWS or self.pending_bytes >= ROW_GROUP_BYTES:
-            self.flush()
+            self._flush()
 
-    def flush(self) -> None:
-        """Hand the pending rows to the writer thread, after the previous row group is done.
-
-        Encoding and encrypting a row group (pyarrow, off the GIL) overlaps with
-        parsing the next blocks; at most one row group is in flight.
-        """
+    def _flush(self) -> None:
         if self.pending and self.writer is not None:
             table = pa.Table.from_batches(self.pending)
-            self.wait()
-            self.inflight = self.executor.submit(
-                self.writer.write_table, table, row_group_size=ROW_GROUP_ROWS
-            )
+            self.writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
             self.report.row_groups += 1
         self.pending, self.pending_rows, self.pending_bytes = [], 0, 0
 
-    def wait(self) -> None:
-        if self.inflight is not None:
-            inflight, self.inflight = self.inflight, None
-            inflight.result()
+    def drain(self) -> None:
+        """Wait until every submitted batch is converted; raises the worker's error."""
+        if self.worker is not None:
+            self.queue.put(None)
+            self.worker.join()
+            self.worker = None
+        self.raise_worker_error()
 
     def finish(self) -> None:
-        """Write what is pending and close the file; raises if any write failed."""
-        self.flush()
-        self.wait()
+        """Write the last row group and close the file (after :meth:`drain`)."""
+        self._flush()
         if self.writer is not None:
             writer, self.writer = self.writer, None
             writer.close()
 
     def close(self) -> None:
-        """Release everything after a failure; the caller removes the temp file."""
-        with contextlib.suppress(Exception):
-            self.wait()
-        self.executor.shutdown(wait=True)
+        """Stop the worker and release the file after a failure; the caller removes it."""
+        self.stopping = True
+        if self.worker is not None:
+            self.queue.put(None)
+            self.worker.join()
+            self.worker = None
         if self.writer is not None:
             writer, self.writer = self.writer, None
             with contextlib.suppress(Exception):
@@ -598,15 +634,15 @@ def _build(
             except pa.ArrowInvalid as error:
                 raise _arrow_error(error) from None
             row_number = builder.row_numbers(batch)
-            converter = builder.converter
-            if converter is None:
+            if builder.converter is None:
                 if batch.num_rows == 0:
                     continue
-                converter = builder.start(batch, overrides)
-            builder.add(converter.convert(batch, row_number))
+                builder.start(batch, overrides)
+            builder.submit(batch, row_number)
             report.bytes_read = source.consumed
             if progress is not None:
-                progress(report.rows_loaded + report.rows_rejected, report.bytes_read)
+                progress(builder.seen, report.bytes_read)
+        builder.drain()
         if cancelled():
             raise BuildCancelled("the build was cancelled")
         report.bytes_read = source.consumed
