@@ -3,6 +3,7 @@
 from strongroom.audit.models import AuditCheckpoint, AuditEvent, AuditHead, AuditPurge
 from strongroom.backup.models import BackupDrill
 from strongroom.crypto.models import DeploymentRecord, KeysetRecord
+from strongroom.datasets.models import Dataset, DatasetVersion, Upload, UploadPart
 from strongroom.db import Base
 from strongroom.identity.models import (
     ApiToken,
@@ -19,6 +20,7 @@ from strongroom.tenancy.models import Tenant
 
 __all__ = [
     "ApiToken", "AuditCheckpoint", "AuditEvent", "AuditHead", "AuditPurge", "AuthSession",
-    "BackupDrill", "Base", "DeploymentRecord", "KeysetRecord", "LoginThrottle", "Operator",
-    "RecoveryCode", "StoredObject", "Tenant", "TenantDeletion", "TenantPolicy", "User",
+    "BackupDrill", "Base", "Dataset", "DatasetVersion", "DeploymentRecord", "KeysetRecord",
+    "LoginThrottle", "Operator", "RecoveryCode", "StoredObject", "Tenant", "TenantDeletion",
+    "TenantPolicy", "Upload", "UploadPart", "User",
 ]

@@ -62,6 +62,17 @@ class EventTag(StrEnum):
     DATASET_UPLOAD = "user:dataset:upload"
     DATASET_BUILD = "user:dataset:build"
     DATASET_READ = "user:dataset:read"
+    DATASET_UPLOAD_PART = "user:dataset:upload-part"
+    DATASET_UPLOAD_COMPLETE = "user:dataset:upload-complete"
+    DATASET_UPLOAD_ABORT = "user:dataset:upload-abort"
+    DATASET_CREATE = "user:dataset:create"
+    DATASET_DELETE = "user:dataset:delete"
+    DATASET_RESTORE = "user:dataset:restore"
+    DATASET_PURGE = "system:dataset:purge"
+    DATASET_LOCK = "user:dataset:lock"
+    DATASET_UNLOCK = "user:dataset:unlock"
+    DATASET_BUILD_FINISH = "user:dataset:build-finish"
+    DATASET_BUILD_CANCEL = "user:dataset:build-cancel"
     EXPORT_CREATE = "user:export:create"
     EXPORT_DOWNLOAD = "user:export:download"
     BACKUP_RUN = "operator:backup:run"
@@ -117,6 +128,17 @@ TAG_CLASS: dict[EventTag, EventClass] = {
     EventTag.DATASET_UPLOAD: EventClass.ADMINISTRATION,
     EventTag.DATASET_BUILD: EventClass.ADMINISTRATION,
     EventTag.DATASET_READ: EventClass.ROUTINE,
+    EventTag.DATASET_UPLOAD_PART: EventClass.ROUTINE,
+    EventTag.DATASET_UPLOAD_COMPLETE: EventClass.ADMINISTRATION,
+    EventTag.DATASET_UPLOAD_ABORT: EventClass.ADMINISTRATION,
+    EventTag.DATASET_CREATE: EventClass.ADMINISTRATION,
+    EventTag.DATASET_DELETE: EventClass.SECURITY,
+    EventTag.DATASET_RESTORE: EventClass.SECURITY,
+    EventTag.DATASET_PURGE: EventClass.SECURITY,
+    EventTag.DATASET_LOCK: EventClass.ADMINISTRATION,
+    EventTag.DATASET_UNLOCK: EventClass.ADMINISTRATION,
+    EventTag.DATASET_BUILD_FINISH: EventClass.ADMINISTRATION,
+    EventTag.DATASET_BUILD_CANCEL: EventClass.ADMINISTRATION,
     EventTag.EXPORT_CREATE: EventClass.SECURITY,
     EventTag.EXPORT_DOWNLOAD: EventClass.SECURITY,
     EventTag.BACKUP_RUN: EventClass.ADMINISTRATION,

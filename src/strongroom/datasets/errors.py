@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from strongroom.errors import Conflict, InvalidInput
+from strongroom.errors import Conflict, InvalidInput, NotFound
 
 if TYPE_CHECKING:
     from strongroom.datasets.build import BuildReport
@@ -58,3 +58,75 @@ class BuildCancelled(Conflict):
 
     slug = "build-cancelled"
     title = "Build cancelled"
+
+
+class UploadNotFound(NotFound):
+    pass
+
+
+class DatasetNotFound(NotFound):
+    pass
+
+
+class VersionNotFound(NotFound):
+    pass
+
+
+class WrongOffset(Conflict):
+    """A chunk sent for an offset other than the one the upload resumes from."""
+
+    slug = "upload-offset"
+    title = "Wrong upload offset"
+
+    def __init__(self, detail: str, *, expected_offset: int, hint: str | None = None) -> None:
+        super().__init__(detail, hint=hint)
+        self.expected_offset = expected_offset
+
+
+class UploadTooLarge(InvalidInput):
+    status = 413
+    slug = "upload-too-large"
+    title = "Upload too large"
+
+
+class UploadNotReceiving(Conflict):
+    """The upload is complete or aborted: no more chunks, or not yet complete for a build."""
+
+    slug = "upload-state"
+
+
+class BadUpload(InvalidInput):
+    """A file name, format, size or empty chunk the upload cannot take."""
+
+    slug = "upload-invalid"
+
+
+class DatasetExists(Conflict):
+    slug = "dataset-exists"
+
+
+class BadDatasetName(InvalidInput):
+    slug = "dataset-name"
+
+
+class DeleteNotConfirmed(InvalidInput):
+    slug = "dataset-delete-not-confirmed"
+
+
+class RecoveryWindowPassed(Conflict):
+    slug = "dataset-recovery-window"
+
+
+class DatasetLocked(Conflict):
+    """The dataset is locked against builds ("prevent build")."""
+
+    slug = "dataset-locked"
+    title = "Dataset locked against builds"
+
+
+class BuildRunning(Conflict):
+    slug = "build-running"
+
+
+class BuildNotRunning(Conflict):
+    slug = "build-not-running"

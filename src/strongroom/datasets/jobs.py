@@ -1,0 +1,329 @@
+"""Build jobs: an upload built into a new dataset version, in the background, cancellable.
+
+:func:`start_build` records a *building* version (audited) in the caller's
+transaction; :func:`execute_build` runs :func:`~strongroom.datasets.build.build_dataset`
+over the upload's decrypted stream into a temporary file in the object
+store's incoming area, publishes the encrypted Parquet file as an immutable
+object, and marks the version ready, failed or cancelled (audited). Progress is
+written to the version row as blocks are read; :func:`cancel_build` sets a flag
+that the running build reads between blocks.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import dataclasses
+import json
+import logging
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from strongroom.audit import Actor, EventTag, Outcome
+from strongroom.crypto.parquet import ParquetCrypto
+from strongroom.datasets.build import BuildReport, SchemaOverrides, build_dataset
+from strongroom.datasets.catalog import get_dataset, get_version
+from strongroom.datasets.errors import (
+    BadUpload,
+    BuildCancelled,
+    BuildNotRunning,
+    BuildRunning,
+    DatasetError,
+    DatasetLocked,
+    NoDataRows,
+    UploadNotReceiving,
+)
+from strongroom.datasets.models import DatasetVersion, UploadFormat, UploadStatus, VersionStatus
+from strongroom.datasets.uploads import get_upload, iter_upload_plaintext, upload_options
+from strongroom.db import utcnow
+from strongroom.deployment import Deployment
+from strongroom.errors import NotFound
+from strongroom.storage.interfaces import BlobRef
+from strongroom.tenancy.models import Tenant
+from strongroom.tenancy.services import require_active
+
+logger = logging.getLogger("strongroom.datasets")
+REASON_MAX = 200
+INCOMING = ".incoming"  # the object store's area for unpublished writes (cleared at start)
+
+
+def _tenant(session: Session, tenant_id: str) -> Tenant:
+    tenant = session.get(Tenant, tenant_id)
+    if tenant is None:
+        raise NotFound("no such tenant")
+    require_active(tenant)
+    return tenant
+
+
+def start_build(
+    session: Session, deployment: Deployment, tenant: Tenant, actor: Actor, dataset_id: str,
+    upload_id: str,
+) -> DatasetVersion:
+    """Record a new *building* version of the dataset from a complete CSV upload.
+
+    Refuses a dataset locked against builds (:class:`DatasetLocked`), a dataset
+    already building, and an upload that is not complete.
+    """
+    require_active(tenant)
+    dataset = get_dataset(session, tenant, dataset_id, lock=True)
+    upload = get_upload(session, tenant, upload_id)
+    if dataset.build_locked:
+        raise DatasetLocked("the dataset is locked against builds", hint="unlock it first")
+    if upload.status != UploadStatus.COMPLETE.value:
+        raise UploadNotReceiving(f"the upload is {upload.status}, not complete")
+    if upload.format != UploadFormat.CSV.value:
+        raise BadUpload("only CSV uploads can be built so far")
+    running = session.scalar(
+        sa.select(DatasetVersion.id).where(
+            DatasetVersion.dataset_id == dataset.id,
+            DatasetVersion.status == VersionStatus.BUILDING.value,
+        ).limit(1)
+    )
+    if running is not None:
+        raise BuildRunning("a build of this dataset is already running")
+    last = session.scalar(
+        sa.select(sa.func.max(DatasetVersion.number)).where(DatasetVersion.dataset_id == dataset.id)
+    )
+    version = DatasetVersion(
+        id=uuid.uuid4().hex, tenant_id=tenant.id, dataset_id=dataset.id,
+        number=int(last or 0) + 1, status=VersionStatus.BUILDING.value, upload_id=upload.id,
+        built_by=actor.id, started_at=utcnow(), progress_rows=0, progress_bytes=0,
+        cancel_requested=False,
+    )
+    session.add(version)
+    deployment.audit.record_event(
+        session, EventTag.DATASET_BUILD, actor=actor, tenant=tenant.id, target=version.id,
+        details={"dataset": dataset.id, "upload": upload.id, "version": version.number},
+    )
+    return version
+
+
+def cancel_build(
+    session: Session, deployment: Deployment, tenant: Tenant, actor: Actor, version_id: str
+) -> DatasetVersion:
+    """Ask a running build to stop; it stops at its next block and leaves nothing behind."""
+    version = get_version(session, tenant, version_id)
+    if version.status != VersionStatus.BUILDING.value:
+        raise BuildNotRunning(f"the build is {version.status}, not running")
+    version.cancel_requested = True
+    deployment.audit.record_event(
+        session, EventTag.DATASET_BUILD_CANCEL, actor=actor, tenant=tenant.id, target=version.id,
+        details={"dataset": version.dataset_id},
+    )
+    return version
+
+
+def report_json(report: BuildReport | None, error: DatasetError | None = None) -> dict[str, Any]:
+    """The stored report: counts, columns and at most the listed rejections, no values."""
+    out: dict[str, Any] = {}
+    if report is not None:
+        out.update(
+            columns=[dataclasses.asdict(column) for column in report.columns],
+            key_column=report.key_column,
+            rows_loaded=report.rows_loaded,
+            rows_rejected=report.rows_rejected,
+            rejections=[
+                {"row": rejection.row, "reason": rejection.reason[:REASON_MAX]}
+                for rejection in report.rejections
+            ],
+            rejections_truncated=report.rejections_truncated,
+            bytes_read=report.bytes_read,
+            output_bytes=report.output_bytes,
+            row_groups=report.row_groups,
+        )
+    if error is not None:
+        out["error"] = {"type": error.slug, "detail": error.detail[:REASON_MAX]}
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class _Finish:
+    status: VersionStatus
+    outcome: Outcome
+    report: dict[str, Any]
+    reason: str | None = None
+    blob: BlobRef | None = None
+    counts: BuildReport | None = None
+
+
+def _finish(deployment: Deployment, version_id: str, actor: Actor, end: _Finish) -> None:
+    with deployment.transaction() as session:
+        version = session.get_one(DatasetVersion, version_id, with_for_update=True)
+        version.status = end.status.value
+        version.finished_at = utcnow()
+        version.report = json.dumps(end.report, sort_keys=True)
+        if end.blob is not None and end.counts is not None:
+            version.parquet_digest = end.blob.digest
+            version.parquet_size = end.blob.size
+            version.row_count = end.counts.rows_loaded
+            version.rejected_count = end.counts.rows_rejected
+            version.schema_json = json.dumps(end.report.get("columns", []))
+        elif end.counts is not None:
+            version.rejected_count = end.counts.rows_rejected
+        deployment.audit.record_event(
+            session, EventTag.DATASET_BUILD_FINISH, actor=actor, tenant=version.tenant_id,
+            target=version.id, outcome=end.outcome, reason=end.reason,
+            details={"dataset": version.dataset_id, "status": end.status.value,
+                     "rows": version.row_count, "rejected": version.rejected_count},
+        )
+
+
+def _cancel_flag(deployment: Deployment, version_id: str) -> Callable[[], bool]:
+    def cancelled() -> bool:
+        with deployment.transaction() as session:
+            flag = session.scalar(
+                sa.select(DatasetVersion.cancel_requested).where(DatasetVersion.id == version_id)
+            )
+        return bool(flag)
+
+    return cancelled
+
+
+def _progress(
+    deployment: Deployment, version_id: str, hook: Callable[[int, int], None] | None
+) -> Callable[[int, int], None]:
+    def progress(rows: int, read: int) -> None:
+        with deployment.transaction() as session:
+            session.execute(
+                sa.update(DatasetVersion)
+                .where(DatasetVersion.id == version_id)
+                .values(progress_rows=rows, progress_bytes=read)
+            )
+        if hook is not None:
+            hook(rows, read)
+
+    return progress
+
+
+def _publish(
+    deployment: Deployment, prefix: str, path: Path, cancelled: Callable[[], bool]
+) -> BlobRef:
+    """Copy the finished file into the object store, unless cancelled at the last moment."""
+    if cancelled():
+        raise BuildCancelled("the build was cancelled")
+
+    def copy(sink: BinaryIO) -> None:
+        with path.open("rb") as source:
+            shutil.copyfileobj(source, sink, 1 << 20)
+
+    return deployment.store.put(prefix, copy)
+
+
+def execute_build(
+    deployment: Deployment, version_id: str, *, overrides: SchemaOverrides | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> DatasetVersion:
+    """Run the build of a *building* version to its end: ready, failed or cancelled.
+
+    Input errors (:class:`DatasetError`) and cancellation are recorded on the
+    version, not raised; any other error marks it failed and is raised. The
+    encrypted Parquet object exists only if the version is ready.
+    """
+    with deployment.transaction() as session:
+        version = session.get_one(DatasetVersion, version_id)
+        if version.status != VersionStatus.BUILDING.value or version.upload_id is None:
+            raise BuildNotRunning(f"the build is {version.status}, not running")
+        tenant = _tenant(session, version.tenant_id)
+        dataset = get_dataset(session, tenant, version.dataset_id)
+        upload = get_upload(session, tenant, version.upload_id)
+        ring = deployment.keys.tenant_ring(session, tenant.id)
+        chunks = iter_upload_plaintext(session, deployment.store, ring, tenant, upload)
+        options = upload_options(upload)
+        actor = Actor(kind="user", id=version.built_by)
+        if overrides is None and dataset.key_column:
+            overrides = SchemaOverrides(key_column=dataset.key_column)
+    temp = deployment.store.root / INCOMING / f"build-{uuid.uuid4().hex}.parquet"
+    blob: BlobRef | None = None
+    try:
+        report = build_dataset(
+            chunks, options, ParquetCrypto(ring), temp, overrides=overrides,
+            cancel=_cancel_flag(deployment, version_id),
+            progress=_progress(deployment, version_id, on_progress),
+        )
+        blob = _publish(deployment, tenant.id, temp, _cancel_flag(deployment, version_id))
+        _finish(deployment, version_id, actor, _Finish(
+            VersionStatus.READY, Outcome.SUCCESS, report_json(report), blob=blob, counts=report,
+        ))
+        blob = None  # now referenced by the ready version
+    except BuildCancelled:
+        _finish(deployment, version_id, actor, _Finish(
+            VersionStatus.CANCELLED, Outcome.FAILURE, {"cancelled": True}, reason="cancelled",
+        ))
+    except DatasetError as error:
+        partial = error.report if isinstance(error, NoDataRows) else None
+        _finish(deployment, version_id, actor, _Finish(
+            VersionStatus.FAILED, Outcome.FAILURE, report_json(partial, error),
+            reason=error.slug, counts=partial,
+        ))
+    except BaseException:
+        logger.exception("dataset build %s failed", version_id)
+        with contextlib.suppress(Exception):
+            _finish(deployment, version_id, actor, _Finish(
+                VersionStatus.FAILED, Outcome.FAILURE,
+                {"error": {"type": "internal", "detail": "the build failed unexpectedly"}},
+                reason="internal",
+            ))
+        raise
+    finally:
+        temp.unlink(missing_ok=True)
+        if blob is not None:  # published but never recorded: no half object
+            deployment.store.delete(blob)
+    with deployment.transaction() as session:
+        return session.get_one(DatasetVersion, version_id)
+
+
+def _begin(
+    deployment: Deployment, tenant_id: str, dataset_id: str, upload_id: str, actor: Actor
+) -> str:
+    try:
+        with deployment.transaction() as session:
+            tenant = _tenant(session, tenant_id)
+            return start_build(session, deployment, tenant, actor, dataset_id, upload_id).id
+    except DatasetLocked as denial:
+        # Denials are audited with their reason, in a transaction of their own.
+        with deployment.transaction() as session:
+            deployment.audit.record_event(
+                session, EventTag.DATASET_BUILD, actor=actor, tenant=tenant_id,
+                target=dataset_id, outcome=Outcome.DENIED, reason=denial.slug,
+            )
+        raise
+
+
+def run_build(
+    deployment: Deployment, tenant_id: str, dataset_id: str, upload_id: str, actor: Actor,
+    *, overrides: SchemaOverrides | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> DatasetVersion:
+    """Build the upload into a new version of the dataset, here and now; returns the version."""
+    version_id = _begin(deployment, tenant_id, dataset_id, upload_id, actor)
+    return execute_build(deployment, version_id, overrides=overrides, on_progress=on_progress)
+
+
+class JobRunner:
+    """Runs builds in the background on a small thread pool; progress is on the version row."""
+
+    def __init__(self, deployment: Deployment, workers: int = 2) -> None:
+        self.deployment = deployment
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(1, min(workers, 2)), thread_name_prefix="strongroom-build"
+        )
+
+    def submit(
+        self, tenant_id: str, dataset_id: str, upload_id: str, actor: Actor,
+        *, overrides: SchemaOverrides | None = None,
+    ) -> tuple[str, concurrent.futures.Future[DatasetVersion]]:
+        """Start a build: the version is recorded now (refusals raise here), built later."""
+        version_id = _begin(self.deployment, tenant_id, dataset_id, upload_id, actor)
+        future = self._pool.submit(
+            execute_build, self.deployment, version_id, overrides=overrides
+        )
+        return version_id, future
+
+    def shutdown(self, wait: bool = True) -> None:
+        self._pool.shutdown(wait=wait)
