@@ -15,15 +15,16 @@ configuration refuses file access even if a SELECT reaches a table function
 such as ``read_csv``.
 
 Scan through the arrow bridge, or load into memory first? Measured with
-``benchmarks/dataset_bench.py`` (2M customer rows, 2 threads, against DuckDB
-reading the same data as plain Parquet): scanning the registered arrow dataset
-took 4.8x on a filtered count, 3.3x on a cube and about 45x on a bare
-``count(*)`` (plain DuckDB answers that from Parquet metadata; the bridge
-decrypts and decodes every page through pyarrow and hands batches across
-without DuckDB's own pruning). Loading each table into the sandbox's memory
-(``materialise=True``: ``CREATE TABLE AS``, memory only, spilling off) brought
-queries to 1.0x (filtered count) and 1.5x (cube), but the load itself took
-about 0.8-1.0 s for those 2M rows and holds the whole table in memory.
+``benchmarks/dataset_bench.py`` (2M and 10M customer rows, 2 threads, against
+DuckDB reading the same data as plain Parquet, on a shared and noisy machine):
+scanning the registered arrow dataset took 2.7-6.3x on a filtered count,
+2.9-3.8x on a cube and 25-54x on a bare ``count(*)`` (plain DuckDB answers that
+from Parquet metadata; the bridge decrypts and decodes every page through
+pyarrow and hands batches across without DuckDB's own pruning). Loading each
+table into the sandbox's memory (``materialise=True``: ``CREATE TABLE AS``,
+memory only, spilling off) brought queries to 0.5-1.7x (filtered count) and
+1.4-2.2x (cube), but the load itself took 0.5-1.0 s for 2M rows and 3-8 s for
+10M, and holds the whole table in memory.
 
 The default is the lazy scan: a sandbox lives for one request, which usually
 asks one question, so loading first costs more than it saves (one load is
