@@ -31,12 +31,14 @@ ROWS = 5_000
 
 
 def customers() -> pa.Table:
-    return pa.table({
-        "id": list(range(ROWS)),
-        "age": [18 + i % 70 for i in range(ROWS)],
-        "region": [["north", "south", "east", "west", None][i % 5] for i in range(ROWS)],
-        "spend": [round(i * 1.37 % 500, 2) for i in range(ROWS)],
-    })
+    return pa.table(
+        {
+            "id": list(range(ROWS)),
+            "age": [18 + i % 70 for i in range(ROWS)],
+            "region": [["north", "south", "east", "west", None][i % 5] for i in range(ROWS)],
+            "spend": [round(i * 1.37 % 500, 2) for i in range(ROWS)],
+        }
+    )
 
 
 @pytest.fixture
@@ -225,8 +227,11 @@ def test_sandbox_settings(sandbox: duckdb.DuckDBPyConnection) -> None:
 
 
 def test_only_the_given_tables_are_visible(sandbox: duckdb.DuckDBPyConnection) -> None:
-    names = run_query(sandbox, "SELECT table_name FROM duckdb_tables() UNION ALL "
-                               "SELECT view_name FROM duckdb_views() WHERE NOT internal")
+    names = run_query(
+        sandbox,
+        "SELECT table_name FROM duckdb_tables() UNION ALL "
+        "SELECT view_name FROM duckdb_views() WHERE NOT internal",
+    )
     assert {row[0] for row in names.rows} <= {"ds_customers"}
     assert run_query(sandbox, "SELECT count(*) FROM ds_customers").rows == [(ROWS,)]
 
