@@ -64,9 +64,12 @@ def test_a_small_csv_upload_builds_into_a_ready_encrypted_version(
                              on_progress=lambda rows, _read: seen.append(rows))
     assert (version.status, version.number, version.row_count, version.rejected_count) == (
         "ready", 1, 200, 0)
-    assert version.progress_rows == 200 and version.progress_bytes == len(data)
-    assert seen and seen[-1] == 200
-    assert version.finished_at is not None and version.built_by == ANALYST.id
+    assert version.progress_rows == 200
+    assert version.progress_bytes == len(data)
+    assert seen
+    assert seen[-1] == 200
+    assert version.finished_at is not None
+    assert version.built_by == ANALYST.id
     schema = json.loads(version.schema_json or "[]")
     assert [(c["name"], c["type"]) for c in schema] == [
         ("id", "integer"), ("email", "text"), ("joined", "date")]
@@ -77,7 +80,7 @@ def test_a_small_csv_upload_builds_into_a_ready_encrypted_version(
     assert [[str(r["id"]), r["email"], r["joined"].isoformat()] for r in got] == expected
     ref = catalog.version_blob(version)
     assert ref is not None
-    with pytest.raises(OSError, match="(?i)encrypt"):  # no keys, no footer
+    with pytest.raises(OSError, match=r"(?i)encrypt"):  # no keys, no footer
         pq.read_table(pa.BufferReader(b"".join(deployment.store.read(ref))))
     assert not any((deployment.store.root / ".incoming").iterdir())
     with deployment.transaction() as session:
@@ -116,7 +119,8 @@ def test_a_failing_build_leaves_a_failed_version_and_no_object(
     files = object_files(deployment, tenant)
     version = jobs.run_build(deployment, tenant.id, dataset_id, upload_id, ANALYST)
     assert version.status == "failed"
-    assert version.parquet_digest is None and catalog.version_blob(version) is None
+    assert version.parquet_digest is None
+    assert catalog.version_blob(version) is None
     assert catalog.version_report(version)["error"]["type"] == "dataset-no-rows"
     assert object_files(deployment, tenant) == files
     assert not any((deployment.store.root / ".incoming").iterdir())
@@ -150,8 +154,10 @@ def test_cancel_stops_the_running_build_and_leaves_nothing(
             jobs.cancel_build(session, deployment, tenant, ANALYST, version_id)
 
     version = jobs.execute_build(deployment, version_id, on_progress=cancel_after_first_block)
-    assert version.status == "cancelled" and version.cancel_requested
-    assert version.parquet_digest is None and version.row_count is None
+    assert version.status == "cancelled"
+    assert version.cancel_requested
+    assert version.parquet_digest is None
+    assert version.row_count is None
     assert object_files(deployment, tenant) == files
     assert not any((deployment.store.root / ".incoming").iterdir())
     with deployment.transaction() as session, pytest.raises(BuildNotRunning):
@@ -178,7 +184,8 @@ def test_a_locked_dataset_refuses_builds_and_the_denial_is_audited(
     version = jobs.run_build(deployment, tenant.id, dataset_id, upload_id, ANALYST)
     assert version.status == "ready"
     tags = [tag for tag, _ in audit_tags(deployment, tenant)]
-    assert "user:dataset:lock" in tags and "user:dataset:unlock" in tags
+    assert "user:dataset:lock" in tags
+    assert "user:dataset:unlock" in tags
 
 
 def test_another_tenant_cannot_build_from_or_into_what_is_not_theirs(
@@ -208,7 +215,8 @@ def test_the_job_runner_builds_in_the_background_with_progress_on_the_row(
         done = future.result(timeout=120)
     finally:
         runner.shutdown()
-    assert done.id == version_id and done.status == "ready"
+    assert done.id == version_id
+    assert done.status == "ready"
     with deployment.transaction() as session:
         row = session.get_one(DatasetVersion, version_id)
     assert (row.progress_rows, row.row_count) == (200, 200)
