@@ -558,13 +558,15 @@ class _Builder:
             raise self.error
 
     def _work(self) -> None:
+        converter = self.converter
+        if converter is None:
+            raise RuntimeError("the converter is set before the worker starts")
         while (item := self.queue.get()) is not None:
             if self.stopping or self.error is not None:
                 continue  # drain, so a producer blocked on put() can finish
             batch, row_number = item
             try:
-                assert self.converter is not None  # noqa: S101 - set before the worker starts
-                self._add(self.converter.convert(batch, row_number))
+                self._add(converter.convert(batch, row_number))
             except BaseException as error:  # noqa: BLE001 - handed to the caller's thread
                 self.error = error
 
