@@ -4,6 +4,7 @@ in this process by default or in Redis when ``redis_url`` is set (the local Redi
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -17,6 +18,12 @@ from tests.conftest import IN_CI
 from tests.functional.identity.support import problem
 
 REDIS_URL = os.environ.get("STRONGROOM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def fresh_address() -> str:
+    """A documentation-range address of this run alone: another test run sharing the
+    local Redis (a colleague's, or a second CI job) must not share its counters."""
+    return f"2001:db8::{secrets.token_hex(2)}:{secrets.token_hex(2)}"
 
 
 @pytest.fixture
@@ -67,11 +74,12 @@ def test_requests_past_the_limit_get_429_with_retry_after(
     if storage == "redis":
         db: redis.Redis = request.getfixturevalue("redis_db")
         extra["redis_url"] = REDIS_URL
-    for client in app_client(make_home, "192.0.2.10", **extra):
+    address = fresh_address()
+    for client in app_client(make_home, address, **extra):
         assert hit_until_refused(client, "/healthz", 5) == 6
         if storage == "redis":
             keys = [k.decode() for k in db.keys("*")]
-            assert any("192.0.2.10" in k for k in keys), keys
+            assert any(address in k for k in keys), keys
 
 
 def test_redis_counts_are_shared_by_app_replicas(
@@ -82,15 +90,16 @@ def test_redis_counts_are_shared_by_app_replicas(
     first, second = open_deployment(settings), open_deployment(settings)
     apps = [create_app(first), create_app(second)]
     try:
-        clients = [TestClient(app, base_url="https://testserver", client=("192.0.2.11", 50000))
+        shared, separate = fresh_address(), fresh_address()
+        clients = [TestClient(app, base_url="https://testserver", client=(shared, 50000))
                    for app in apps]
         statuses = [clients[n % 2].get("/healthz").status_code for n in range(7)]
         assert statuses == [200] * 6 + [429]
-        other = TestClient(apps[0], base_url="https://testserver", client=("192.0.2.12", 50000))
+        other = TestClient(apps[0], base_url="https://testserver", client=(separate, 50000))
         assert other.get("/healthz").status_code == 200  # another address, its own count
         keys = [k.decode() for k in redis_db.keys("*")]
-        assert any("192.0.2.11" in k for k in keys), keys
-        assert any("192.0.2.12" in k for k in keys), keys
+        assert any(shared in k for k in keys), keys
+        assert any(separate in k for k in keys), keys
     finally:
         for app in apps:
             app.state.limiter.close()
@@ -107,7 +116,7 @@ def test_logins_have_their_own_lower_limit(
         request.getfixturevalue("redis_db")
         extra["redis_url"] = REDIS_URL
     body = {"tenant": "nosuch", "email": "a@example.org", "password": "x"}
-    for client in app_client(make_home, "192.0.2.20", **extra):
+    for client in app_client(make_home, fresh_address(), **extra):
         assert hit_until_refused(client, "/api/v1/login", 3, json=body) == 4
         # Other routes still answer: the login limit is per route.
         assert client.get("/healthz").status_code == 200
