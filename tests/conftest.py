@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 import sqlalchemy as sa
 
 from strongroom.config import Environment, Settings, load_settings
@@ -26,6 +27,20 @@ PG_ADMIN_URL = os.environ.get(
     "STRONGROOM_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 IN_CI = os.environ.get("CI", "").lower() == "true"
+REDIS_URL = os.environ.get("STRONGROOM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def require_redis() -> redis.Redis:
+    """A client of the local Redis (db 15), or skip — or fail, with CI=true."""
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        client.close()
+        if IN_CI:
+            pytest.fail(f"Redis at {REDIS_URL} is required when CI=true")
+        pytest.skip(f"Redis is not running at {REDIS_URL}")
+    return client
 
 
 @pytest.fixture(autouse=True)

@@ -3,7 +3,6 @@ in this process by default or in Redis when ``redis_url`` is set (the local Redi
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Callable, Iterator
 
@@ -14,10 +13,8 @@ from starlette.testclient import TestClient
 from strongroom.config import Settings
 from strongroom.deployment import open_deployment
 from strongroom.web.app import create_app
-from tests.conftest import IN_CI
+from tests.conftest import REDIS_URL, require_redis
 from tests.functional.identity.support import problem
-
-REDIS_URL = os.environ.get("STRONGROOM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 def fresh_address() -> str:
@@ -28,13 +25,7 @@ def fresh_address() -> str:
 
 @pytest.fixture
 def redis_db() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        if IN_CI:
-            pytest.fail(f"Redis at {REDIS_URL} is required when CI=true")
-        pytest.skip(f"Redis is not running at {REDIS_URL}")
+    client = require_redis()
     client.flushdb()
     yield client
     client.flushdb()

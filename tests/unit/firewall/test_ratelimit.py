@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
-import redis
-from tests.conftest import IN_CI
+from tests.conftest import REDIS_URL, require_redis
 
 from strongroom.errors import ConfigurationError
 from strongroom.firewall.ratelimit import RateLimited, RateLimiter, parse_limit
-
-REDIS_URL = os.environ.get("STRONGROOM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -20,13 +16,7 @@ def storage_url(request: pytest.FixtureRequest) -> Iterator[str]:
     if request.param == "memory":
         yield ""
         return
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        if IN_CI:
-            pytest.fail(f"Redis at {REDIS_URL} is required when CI=true")
-        pytest.skip(f"Redis is not running at {REDIS_URL}")
+    client = require_redis()
     client.flushdb()
     yield REDIS_URL
     client.flushdb()
@@ -75,13 +65,7 @@ def test_keys_and_scopes_are_counted_apart(
 
 
 def test_redis_holds_the_counters(limiters: list[RateLimiter]) -> None:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        if IN_CI:
-            pytest.fail(f"Redis at {REDIS_URL} is required when CI=true")
-        pytest.skip(f"Redis is not running at {REDIS_URL}")
+    client = require_redis()
     client.flushdb()
     try:
         first = make(limiters, REDIS_URL, "2/minute", "1/minute")
