@@ -23,7 +23,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
+from strongroom.analysis.engine import EncryptedTable, open_sandbox, run_query
 from strongroom.audit import Actor, EventTag, Outcome
 from strongroom.audit.models import AuditHead
 from strongroom.audit.verify import verify_log
@@ -33,6 +35,9 @@ from strongroom.backup.manifest import Manifest
 from strongroom.backup.models import BackupDrill
 from strongroom.backup.services import repository_for, restore_backup, verify_backup
 from strongroom.config import load_settings
+from strongroom.crypto.parquet import ParquetCrypto
+from strongroom.datasets.catalog import version_blob
+from strongroom.datasets.models import DatasetVersion, VersionStatus
 from strongroom.db import utcnow
 from strongroom.deployment import Deployment, open_deployment
 from strongroom.errors import StrongroomError
@@ -117,9 +122,46 @@ def _checks_in_restored(restored: Deployment, result: DrillResult, manifest_obje
             objects += 1
         result.check("objects", f"{objects} objects match the manifest and decrypt in full "
                      f"({plaintext} bytes, every authentication tag checked)")
+        versions, rows = _check_dataset_versions(restored, session, result, manifest_objects)
         tenants = session.scalar(sa.select(sa.func.count()).select_from(Tenant)) or 0
-        result.check("sample count", f"{tenants} tenants, {objects} objects in the restored "
-                     "deployment")
+        result.check("sample count", f"{tenants} tenants, {objects} objects, {versions} dataset "
+                     f"versions ({rows} rows counted by query) in the restored deployment")
+
+
+def _check_dataset_versions(
+    restored: Deployment, session: Session, result: DrillResult,
+    manifest_objects: set[tuple[str, str]],
+) -> tuple[int, int]:
+    """Every ready dataset version: its Parquet file is in the manifest with its digest,
+    and a count through the query sandbox equals the row count recorded at build time."""
+    versions = rows = 0
+    ready = sa.select(DatasetVersion).where(DatasetVersion.status == VersionStatus.READY.value)
+    for version in session.scalars(ready.order_by(DatasetVersion.id)):
+        blob = version_blob(version)
+        if blob is None or (blob.prefix, blob.digest) not in manifest_objects:
+            result.fail("datasets", f"dataset version {version.id}: its Parquet file is not in "
+                        "the manifest")
+            raise _DrillFailed
+        ring = restored.keys.tenant_ring(session, version.tenant_id)
+        try:
+            table = EncryptedTable(restored.store.verified_path(blob), ParquetCrypto(ring))
+            conn = open_sandbox({"version": table})  # registered as ds_version
+            try:
+                counted = run_query(conn, "SELECT count(*) FROM ds_version").rows
+            finally:
+                conn.close()
+        except StrongroomError as exc:
+            result.fail("datasets", f"dataset version {version.id}: {exc.detail}")
+            raise _DrillFailed from None
+        if counted[0][0] != version.row_count:
+            result.fail("datasets", f"dataset version {version.id}: a count finds "
+                        f"{counted[0][0]} rows, the catalog recorded {version.row_count}")
+            raise _DrillFailed
+        versions += 1
+        rows += int(counted[0][0])
+    result.check("datasets", f"{versions} dataset versions: Parquet digests match the manifest "
+                 f"and counts equal the recorded row counts ({rows} rows)")
+    return versions, rows
 
 
 def _run(dep: Deployment, result: DrillResult, scratch: Path) -> None:

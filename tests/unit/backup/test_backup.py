@@ -294,9 +294,11 @@ def test_drill_passes_and_is_recorded_as_evidence(dep: Deployment, scratch: Path
     assert result.passed, result.problem
     assert result.backup_id == newest
     names = [c.name for c in result.checks]
-    assert names == ["verify", "restore", "open", "audit chain", "objects", "sample count"]
+    assert names == [
+        "verify", "restore", "open", "audit chain", "objects", "datasets", "sample count"]
     assert "4 objects match the manifest" in result.checks[4].detail
-    assert "2 tenants" in result.checks[5].detail
+    assert "0 dataset versions" in result.checks[5].detail
+    assert "2 tenants" in result.checks[6].detail
     [drill] = latest_drills(dep)
     assert drill.passed
     assert (EventTag.BACKUP_DRILL.value, "success") in _tags(dep)
@@ -308,4 +310,50 @@ def test_drill_without_any_backup_fails_and_alerts(dep: Deployment, scratch: Pat
     result = run_drill(dep, Actor.cli(), scratch_parent=scratch)
     assert not result.passed
     assert "there is no backup to drill" in (result.problem or "")
+    assert _tags(dep)[-1][0] == EventTag.ALERT_RAISE.value
+
+
+def _built_version(dep: Deployment) -> str:
+    """A tenant with one dataset built from a 200-row CSV upload; returns the version id."""
+    from tests.unit.datasets.test_jobs import customers_csv, new_dataset
+    from tests.unit.datasets.test_uploads import ANALYST, upload_bytes
+
+    from strongroom.datasets import jobs
+    from strongroom.tenancy.services import create_tenant
+
+    with dep.transaction() as session:
+        tenant = create_tenant(session, dep.keys, "datasets")
+    upload_id = upload_bytes(dep, tenant, customers_csv(200))
+    version = jobs.run_build(dep, tenant.id, new_dataset(dep, tenant), upload_id, ANALYST)
+    assert version.status == "ready"
+    return version.id
+
+
+def test_drill_counts_every_dataset_version_through_the_query_sandbox(
+    dep: Deployment, scratch: Path
+) -> None:
+    _built_version(dep)
+    run_backup(dep)
+    result = run_drill(dep, Actor.cli(), scratch_parent=scratch)
+    assert result.passed, result.problem
+    [datasets] = [c for c in result.checks if c.name == "datasets"]
+    assert datasets.detail.startswith("1 dataset versions")
+    assert "(200 rows)" in datasets.detail
+
+
+def test_drill_fails_when_a_count_disagrees_with_the_catalog(
+    dep: Deployment, scratch: Path
+) -> None:
+    from strongroom.datasets.models import DatasetVersion
+
+    version_id = _built_version(dep)
+    with dep.transaction() as session:
+        version = session.get(DatasetVersion, version_id)
+        assert version is not None
+        version.row_count = 199  # the catalog no longer matches the data
+    run_backup(dep)
+    result = run_drill(dep, Actor.cli(), scratch_parent=scratch)
+    assert not result.passed
+    assert result.problem is not None
+    assert "a count finds 200 rows, the catalog recorded 199" in result.problem
     assert _tags(dep)[-1][0] == EventTag.ALERT_RAISE.value
