@@ -261,8 +261,9 @@ def execute_build(
             VersionStatus.FAILED, Outcome.FAILURE, report_json(partial, error),
             reason=error.slug, counts=partial,
         ))
-    except BaseException:
-        logger.exception("dataset build %s failed", version_id)
+    except BaseException as unexpected:
+        # The type only: a parser's message or traceback can quote the data being built.
+        logger.error("dataset build %s failed: %s", version_id, type(unexpected).__name__)
         with contextlib.suppress(Exception):
             _finish(deployment, version_id, actor, _Finish(
                 VersionStatus.FAILED, Outcome.FAILURE,
