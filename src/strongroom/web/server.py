@@ -140,7 +140,3 @@ def build_server(
         h11_max_incomplete_event_size=64 * 1024,
     )
     return uvicorn.Server(config)
-
-
-def serve(deployment: Deployment, sock: socket.socket) -> None:
-    build_server(deployment, sock).run(sockets=[sock])
