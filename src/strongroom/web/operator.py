@@ -30,7 +30,7 @@ from strongroom.web.api.schemas import (
     OperatorSessionOut,
     TenantOut,
 )
-from strongroom.web.api.session import set_session_cookie
+from strongroom.web.api.session import clear_session_cookie, set_session_cookie
 from strongroom.web.auth import (
     anonymous_actor,
     client_address,
@@ -102,8 +102,7 @@ def logout(request: Request, response: Response) -> None:
         if principal.session_id is not None:
             sessions.end_by_id(session, principal.session_id)
         dep.audit.record_event(session, EventTag.OPERATOR_LOGOUT, actor=principal.actor())
-    response.delete_cookie(sessions.OPERATOR_COOKIE_NAME, path="/", secure=True, httponly=True,
-                           samesite="strict")
+    clear_session_cookie(response, sessions.OPERATOR_COOKIE_NAME)
 
 
 @router.get("/me", response_model=OperatorSessionOut, **_options(Permission.OPERATOR))

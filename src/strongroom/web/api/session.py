@@ -71,6 +71,11 @@ def set_session_cookie(response: Response, name: str, token: str, max_age: int) 
                         samesite="strict")
 
 
+def clear_session_cookie(response: Response, name: str) -> None:
+    """Drop the cookie with the same attributes it was set with, so browsers match it."""
+    response.delete_cookie(name, path="/", secure=True, httponly=True, samesite="strict")
+
+
 @router.post("/login", response_model=SessionOut, **route_options(Permission.PUBLIC))
 def login(body: LoginRequest, request: Request, response: Response) -> SessionOut:
     """Log in with tenant, email, password and (when enrolled) a one-time or recovery code."""
@@ -158,8 +163,7 @@ def logout(request: Request, response: Response) -> None:
             sessions.end_by_id(session, principal.session_id)
         dep.audit.record_event(session, EventTag.SESSION_LOGOUT, actor=principal.actor(),
                                tenant=principal.tenant_id)
-    response.delete_cookie(sessions.COOKIE_NAME, path="/", secure=True, httponly=True,
-                           samesite="strict")
+    clear_session_cookie(response, sessions.COOKIE_NAME)
 
 
 @router.post("/logout-everywhere", status_code=204, **route_options(Permission.AUTHENTICATED))
@@ -171,8 +175,7 @@ def logout_everywhere(request: Request, response: Response) -> None:
         ended = sessions.end_all(session, principal.principal_id)
         dep.audit.record_event(session, EventTag.SESSION_LOGOUT_ALL, actor=principal.actor(),
                                tenant=principal.tenant_id, details={"sessions": ended})
-    response.delete_cookie(sessions.COOKIE_NAME, path="/", secure=True, httponly=True,
-                           samesite="strict")
+    clear_session_cookie(response, sessions.COOKIE_NAME)
 
 
 @router.get("/me", response_model=SessionOut, **route_options(Permission.AUTHENTICATED))
