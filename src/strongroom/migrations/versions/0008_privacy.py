@@ -1,4 +1,4 @@
-"""Privacy and telemetry: pseudonymisation keys, telemetry events and insider consent.
+"""Privacy: per-tenant pseudonymisation and token key versions.
 
 Revision ID: 0008
 Revises: 0007
