@@ -17,6 +17,7 @@ several lines counts once.
 from __future__ import annotations
 
 import contextlib
+import csv
 import enum
 import io
 import os
@@ -43,6 +44,7 @@ from strongroom.datasets.errors import (
     NoDataRows,
     RowTooLong,
     TooManyColumns,
+    WrongDelimiter,
 )
 from strongroom.storage.durable import fsync_dir
 
@@ -51,6 +53,8 @@ MAX_FIELD_BYTES = 64 * 1024
 BLOCK_BYTES = 4 * 1024 * 1024  # also the longest row the reader accepts
 MAX_LISTED_REJECTIONS = 100
 INFER_SHARE = 0.99  # share of sampled values a type must fit
+SNIFF_LINES = 20  # lines a suspected wrong delimiter must split consistently
+DELIMITER_NAMES = {",": "comma ','", ";": "semicolon ';'", "\t": "tab", "|": "pipe '|'"}
 ROW_GROUP_ROWS = 512 * 1024
 ROW_GROUP_BYTES = 128 * 1024 * 1024
 QUEUED_BATCHES = 4  # parsed blocks waiting for the converter: bounds memory
@@ -281,6 +285,8 @@ def _column_names(prefix: bytes, options: CsvOptions) -> list[str]:
         raise TooManyColumns(
             f"the file has {len(names)} columns; at most {MAX_COLUMNS} are allowed"
         )
+    if len(names) == 1:
+        _refuse_wrong_delimiter(prefix, options)
     if options.header:
         if any(not name.strip() for name in names):
             raise BadCsv("a column in the header has no name")
@@ -290,6 +296,31 @@ def _column_names(prefix: bytes, options: CsvOptions) -> list[str]:
                 raise BadCsv(f"the header names column {name!r} twice")
             seen.add(name)
     return names
+
+
+def _refuse_wrong_delimiter(prefix: bytes, options: CsvOptions) -> None:
+    """Refuse a one-column file that another common delimiter splits consistently.
+
+    A semicolon file read with commas parses "fine" as one wide text column;
+    building it would only hide the mistake. Only complete lines of the first
+    block are looked at (quoted line breaks respected), at most SNIFF_LINES.
+    """
+    end = prefix.rfind(b"\n")
+    text = prefix[: end + 1 if end >= 0 else len(prefix)].decode(
+        "utf-8" if options.encoding == "utf-8" else "latin-1", errors="replace"
+    )
+    for candidate, name in DELIMITER_NAMES.items():
+        if candidate in (options.delimiter, options.quote):
+            continue
+        rows = csv.reader(io.StringIO(text), delimiter=candidate, quotechar=options.quote)
+        widths = {len(row) for _, row in zip(range(SNIFF_LINES), rows, strict=False) if row}
+        if len(widths) == 1 and (width := widths.pop()) > 1:
+            raise WrongDelimiter(
+                f"the file reads as one column with delimiter {options.delimiter!r}, but its "
+                f"first lines split evenly into {width} columns at the {name}",
+                hint=f"upload it again with delimiter {candidate!r}",
+                delimiter=candidate,
+            )
 
 
 def _casts(array: pa.Array, target: pa.DataType) -> bool:

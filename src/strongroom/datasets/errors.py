@@ -53,6 +53,16 @@ class BadCsv(DatasetError):
     slug = "dataset-bad-csv"
 
 
+class WrongDelimiter(DatasetError):
+    """The file reads as one column, but another common delimiter splits it evenly."""
+
+    slug = "dataset-wrong-delimiter"
+
+    def __init__(self, detail: str, *, delimiter: str, hint: str | None = None) -> None:
+        super().__init__(detail, hint=hint)
+        self.delimiter = delimiter
+
+
 class BuildCancelled(Conflict):
     """The build was cancelled; nothing was written."""
 

@@ -31,6 +31,7 @@ from strongroom.datasets.errors import (
     NoDataRows,
     RowTooLong,
     TooManyColumns,
+    WrongDelimiter,
 )
 from strongroom.errors import InvalidInput
 
@@ -330,3 +331,51 @@ def test_an_existing_version_is_untouched_by_a_failed_build(
     with pytest.raises(EmptyFile):
         build(crypto, out, b"")
     assert out.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("data", "options", "named"),
+    [
+        (b"id;name;born\n1;Ann;2000-01-01\n2;Bob;2001-02-03\n", CsvOptions(), "';'"),
+        (b"id\tname\n1\tAnn\n2\tBob\n", CsvOptions(), "'\\t'"),
+        (b"id|name\n1|Ann\n2|Bob\n", CsvOptions(), "'|'"),
+        (b"id,name\n1,Ann\n2,Bob\n", CsvOptions(delimiter=";"), "','"),
+        (b"1;Ann\n2;Bob\n", CsvOptions(header=False), "';'"),
+    ],
+    ids=["semicolon", "tab", "pipe", "comma-read-as-semicolon", "no-header"],
+)
+def test_a_wrong_delimiter_is_refused_naming_the_right_one(
+    crypto: ParquetCrypto, tmp_path: Path, data: bytes, options: CsvOptions, named: str
+) -> None:
+    with pytest.raises(WrongDelimiter) as caught:
+        build(crypto, tmp_path / "d.parquet", data, options=options)
+    assert caught.value.status == 422
+    assert caught.value.hint == f"upload it again with delimiter {named}"
+    assert caught.value.delimiter == named.strip("'").replace("\\t", "\t")
+    assert "Ann" not in caught.value.one_line()
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"name\nAnn; the first\nBob\n",  # a semicolon in one value, not in every line
+        b"note\n\"a;b\"\n\"c;d\"\n",  # quoted: the delimiter is inside values
+        b"only\n1\n2\n",
+    ],
+    ids=["uneven", "quoted", "plain-one-column"],
+)
+def test_a_real_one_column_file_still_builds(
+    crypto: ParquetCrypto, tmp_path: Path, data: bytes
+) -> None:
+    report = build(crypto, tmp_path / "d.parquet", data)
+    assert len(report.columns) == 1
+
+
+def test_ragged_rows_with_the_right_delimiter_stay_rejected_rows(
+    crypto: ParquetCrypto, tmp_path: Path
+) -> None:
+    data = b"id;name\n1;Ann\n2\n3;Cy;extra\n4;Dee\n"
+    report = build(crypto, tmp_path / "d.parquet", data, options=CsvOptions(delimiter=";"))
+    assert [r.row for r in report.rejections] == [2, 3]
+    assert report.rows_loaded == 2
