@@ -85,6 +85,11 @@ class EventTag(StrEnum):
     TENANT_DELETE = "operator:tenant:delete"
     TENANT_UNDELETE = "operator:tenant:undelete"
     TENANT_PURGE = "operator:tenant:purge"
+    TELEMETRY_INSIDER_JOIN = "user:telemetry:insider-join"
+    TELEMETRY_INSIDER_LEAVE = "user:telemetry:insider-leave"
+    TELEMETRY_EXPORT = "operator:telemetry:export"
+    TENANT_CLONE_OUT = "operator:tenant:clone-out"
+    TENANT_CLONE_IN = "operator:tenant:clone-in"
     # The system itself
     ALERT_RAISE = "system:alert:raise"
 
@@ -152,6 +157,12 @@ TAG_CLASS: dict[EventTag, EventClass] = {
     EventTag.TENANT_UNDELETE: EventClass.SECURITY,
     EventTag.TENANT_PURGE: EventClass.SECURITY,
     EventTag.ALERT_RAISE: EventClass.SECURITY,
+    # Consent must be provable for as long as events made under it are kept.
+    EventTag.TELEMETRY_INSIDER_JOIN: EventClass.SECURITY,
+    EventTag.TELEMETRY_INSIDER_LEAVE: EventClass.SECURITY,
+    EventTag.TELEMETRY_EXPORT: EventClass.SECURITY,
+    EventTag.TENANT_CLONE_OUT: EventClass.SECURITY,
+    EventTag.TENANT_CLONE_IN: EventClass.SECURITY,
 }
 
 

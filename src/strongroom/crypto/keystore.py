@@ -18,6 +18,7 @@ from strongroom.db import utcnow
 KEK_PURPOSE = "kek"
 DEPLOYMENT_OWNER = "deployment"
 IDENTITY_PURPOSE = "identity-mac"
+TELEMETRY_PURPOSE = "telemetry-mac"
 _RING_CACHE_MAX = 1024
 
 
@@ -149,6 +150,10 @@ class KeyStore:
     def identity_key(self, session: Session) -> MacKey:
         """The key that turns emails into look-up tokens and derives CSRF tokens."""
         return MacKey(self._secret(session, IDENTITY_PURPOSE))
+
+    def telemetry_key(self, session: Session) -> MacKey:
+        """The key that turns user and tenant ids into usage-telemetry pseudonyms."""
+        return MacKey(self._secret(session, TELEMETRY_PURPOSE))
 
     # -- deployment-level sealing (operator MFA secrets) -------------------------------------
 
