@@ -175,5 +175,11 @@ class DataKey:
     def open(self, associated_data: bytes, source: BinaryIO) -> Iterator[bytes]:
         return streaming.open_stream(self._ikm, associated_data, source)
 
+    def open_random_access(
+        self, associated_data: bytes, source: BinaryIO, ciphertext_size: int
+    ) -> streaming.RandomAccessOpener:
+        """A seekable plaintext view of a seekable ciphertext, decrypting segments on demand."""
+        return streaming.RandomAccessOpener(self._ikm, associated_data, source, ciphertext_size)
+
     def __repr__(self) -> str:
         return "DataKey(**********)"

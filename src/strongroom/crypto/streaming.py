@@ -18,8 +18,10 @@ Reordered, dropped or truncated segments fail on their nonce or last flag.
 
 from __future__ import annotations
 
+import io
 import secrets
 import struct
+import threading
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
@@ -181,3 +183,110 @@ def open_stream(ikm: bytes, associated_data: bytes, source: BinaryIO) -> Iterato
         filled = following_filled
         size = SEGMENT_BYTES
         index += 1
+
+
+def _segment_span(index: int) -> tuple[int, int]:
+    """Ciphertext start and nominal end of segment ``index`` (the header precedes segment 0)."""
+    return (HEADER_BYTES if index == 0 else index * SEGMENT_BYTES), (index + 1) * SEGMENT_BYTES
+
+
+class RandomAccessOpener(io.RawIOBase):
+    """A read-only, seekable plaintext view of one ciphertext: decrypts only the segments read.
+
+    Tink's segmented format allows random access: a segment's nonce holds its
+    index and whether it is the last, so each segment authenticates on its own
+    and one moved, dropped or truncated fails. The last segment is decrypted
+    (and so authenticated with its last flag) when the view opens, so a
+    ciphertext cut at a segment boundary is refused before anything is read.
+    A few decrypted segments are cached for readers that go back and forth
+    (Parquet reads its footer, then column chunks); the plaintext is never
+    written anywhere.
+    """
+
+    CACHED_SEGMENTS = 4
+
+    def __init__(
+        self, ikm: bytes, associated_data: bytes, source: BinaryIO, ciphertext_size: int
+    ) -> None:
+        super().__init__()
+        if ciphertext_size < HEADER_BYTES + TAG_BYTES:
+            raise DecryptionFailed("object is too short to be one of our ciphertexts")
+        source.seek(0)
+        header = source.read(HEADER_BYTES)
+        if len(header) != HEADER_BYTES or header[0] != HEADER_BYTES:
+            raise DecryptionFailed(
+                "object header is missing or malformed (not one of our ciphertexts)"
+            )
+        self._cipher = _segment_cipher(ikm, header[1 : 1 + KEY_BYTES], associated_data)
+        self._prefix = header[1 + KEY_BYTES :]
+        self._source = source
+        self._size = ciphertext_size
+        self._segments = -(-ciphertext_size // SEGMENT_BYTES)
+        last_start, _ = _segment_span(self._segments - 1)
+        if ciphertext_size - last_start < TAG_BYTES:
+            raise DecryptionFailed("object is truncated inside its last segment")
+        self.length = ciphertext_size - HEADER_BYTES - self._segments * TAG_BYTES
+        self._cache: dict[int, bytes] = {}
+        self._lock = threading.Lock()
+        self._position = 0
+        self._segment(self._segments - 1)
+
+    def _segment(self, index: int) -> bytes:
+        cached = self._cache.pop(index, None)
+        if cached is None:
+            start, end = _segment_span(index)
+            end = min(end, self._size)
+            self._source.seek(start)
+            ciphertext = self._source.read(end - start)
+            last = index == self._segments - 1
+            failed = DecryptionFailed(
+                f"object failed authentication at segment {index}: tampered, truncated, "
+                "reordered, or opened as another tenant, object or environment"
+            )
+            if len(ciphertext) != end - start:
+                raise failed
+            try:
+                cached = self._cipher.decrypt(_nonce(self._prefix, index, last), ciphertext, None)
+            except InvalidTag:
+                raise failed from None
+        self._cache[index] = cached  # most recently used last
+        while len(self._cache) > self.CACHED_SEGMENTS:
+            del self._cache[next(iter(self._cache))]
+        return cached
+
+    @staticmethod
+    def _locate(position: int) -> tuple[int, int]:
+        """The segment holding plaintext byte ``position``, and the offset inside it."""
+        if position < _FIRST_PLAIN_SEGMENT:
+            return 0, position
+        rest = position - _FIRST_PLAIN_SEGMENT
+        return 1 + rest // _PLAIN_SEGMENT, rest % _PLAIN_SEGMENT
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.length}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._position = base + offset
+        return self._position
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        view = memoryview(buffer).cast("B")
+        with self._lock:
+            filled = 0
+            while filled < len(view) and self._position < self.length:
+                index, inside = self._locate(self._position)
+                plaintext = self._segment(index)
+                take = min(len(plaintext) - inside, len(view) - filled)
+                view[filled : filled + take] = plaintext[inside : inside + take]
+                filled += take
+                self._position += take
+            return filled
