@@ -1,5 +1,6 @@
 """Every model, imported once so Alembic and tests see the whole schema."""
 
+from strongroom.analysis.models import SavedSelection, SavedSelectionVersion
 from strongroom.audit.models import AuditCheckpoint, AuditEvent, AuditHead, AuditPurge
 from strongroom.backup.models import BackupDrill
 from strongroom.crypto.models import DeploymentRecord, KeysetRecord
@@ -14,13 +15,18 @@ from strongroom.identity.models import (
     TenantPolicy,
     User,
 )
+from strongroom.privacy.models import PseudonymKeyRecord
 from strongroom.storage.models import StoredObject
+from strongroom.telemetry.models import InsiderConsent, UsageEvent
 from strongroom.tenancy.deletion import TenantDeletion
+from strongroom.tenancy.limits import TenantLimits
 from strongroom.tenancy.models import Tenant
 
 __all__ = [
     "ApiToken", "AuditCheckpoint", "AuditEvent", "AuditHead", "AuditPurge", "AuthSession",
-    "BackupDrill", "Base", "Dataset", "DatasetVersion", "DeploymentRecord", "KeysetRecord",
-    "LoginThrottle", "Operator", "RecoveryCode", "StoredObject", "Tenant", "TenantDeletion",
-    "TenantPolicy", "Upload", "UploadPart", "User",
+    "BackupDrill", "Base", "Dataset", "DatasetVersion", "DeploymentRecord",
+    "InsiderConsent", "KeysetRecord",
+    "LoginThrottle", "Operator", "PseudonymKeyRecord", "RecoveryCode",
+    "SavedSelection", "SavedSelectionVersion", "StoredObject", "Tenant",
+    "TenantDeletion", "TenantLimits", "TenantPolicy", "Upload", "UploadPart", "UsageEvent", "User",
 ]

@@ -73,8 +73,21 @@ class EventTag(StrEnum):
     DATASET_UNLOCK = "user:dataset:unlock"
     DATASET_BUILD_FINISH = "user:dataset:build-finish"
     DATASET_BUILD_CANCEL = "user:dataset:build-cancel"
+    ANALYSIS_COUNT = "user:analysis:count"
+    ANALYSIS_CUBE = "user:analysis:cube"
+    ANALYSIS_PREVIEW = "user:analysis:preview"
+    ANALYSIS_SQL = "user:analysis:sql"
+    SELECTION_CREATE = "user:selection:create"
+    SELECTION_UPDATE = "user:selection:update"
+    SELECTION_DELETE = "user:selection:delete"
     EXPORT_CREATE = "user:export:create"
     EXPORT_DOWNLOAD = "user:export:download"
+    EXPORT_LIMITS_CHANGE = "user:export:limits-change"
+    EXPORT_CAPS_CHANGE = "operator:tenant:export-caps"
+    EXPORT_PURGE = "system:export:purge"
+    PRIVACY_KEY_CREATE = "system:privacy-key:create"
+    PRIVACY_KEY_ROTATE = "user:privacy-key:rotate"
+    PRIVACY_TOKEN_REVERSE = "user:privacy-token:reverse"  # noqa: S105 (an event name)  # nosec B105
     BACKUP_RUN = "operator:backup:run"
     BACKUP_VERIFY = "operator:backup:verify"
     BACKUP_DRILL = "operator:backup:drill"
@@ -85,6 +98,7 @@ class EventTag(StrEnum):
     TENANT_DELETE = "operator:tenant:delete"
     TENANT_UNDELETE = "operator:tenant:undelete"
     TENANT_PURGE = "operator:tenant:purge"
+    TENANT_LIMITS = "operator:tenant:limits"
     TELEMETRY_INSIDER_JOIN = "user:telemetry:insider-join"
     TELEMETRY_INSIDER_LEAVE = "user:telemetry:insider-leave"
     TELEMETRY_EXPORT = "operator:telemetry:export"
@@ -144,8 +158,22 @@ TAG_CLASS: dict[EventTag, EventClass] = {
     EventTag.DATASET_UNLOCK: EventClass.ADMINISTRATION,
     EventTag.DATASET_BUILD_FINISH: EventClass.ADMINISTRATION,
     EventTag.DATASET_BUILD_CANCEL: EventClass.ADMINISTRATION,
+    EventTag.ANALYSIS_COUNT: EventClass.ROUTINE,
+    EventTag.ANALYSIS_CUBE: EventClass.ROUTINE,
+    EventTag.ANALYSIS_PREVIEW: EventClass.ROUTINE,
+    # SQL can read up to the row cap of record-level data: kept like exports.
+    EventTag.ANALYSIS_SQL: EventClass.SECURITY,
+    EventTag.SELECTION_CREATE: EventClass.ADMINISTRATION,
+    EventTag.SELECTION_UPDATE: EventClass.ADMINISTRATION,
+    EventTag.SELECTION_DELETE: EventClass.ADMINISTRATION,
     EventTag.EXPORT_CREATE: EventClass.SECURITY,
     EventTag.EXPORT_DOWNLOAD: EventClass.SECURITY,
+    EventTag.EXPORT_LIMITS_CHANGE: EventClass.SECURITY,
+    EventTag.EXPORT_CAPS_CHANGE: EventClass.SECURITY,
+    EventTag.EXPORT_PURGE: EventClass.SECURITY,
+    EventTag.PRIVACY_KEY_CREATE: EventClass.SECURITY,
+    EventTag.PRIVACY_KEY_ROTATE: EventClass.SECURITY,
+    EventTag.PRIVACY_TOKEN_REVERSE: EventClass.SECURITY,
     EventTag.BACKUP_RUN: EventClass.ADMINISTRATION,
     EventTag.BACKUP_VERIFY: EventClass.ADMINISTRATION,
     EventTag.BACKUP_DRILL: EventClass.ADMINISTRATION,
@@ -156,6 +184,7 @@ TAG_CLASS: dict[EventTag, EventClass] = {
     EventTag.TENANT_DELETE: EventClass.SECURITY,
     EventTag.TENANT_UNDELETE: EventClass.SECURITY,
     EventTag.TENANT_PURGE: EventClass.SECURITY,
+    EventTag.TENANT_LIMITS: EventClass.ADMINISTRATION,
     EventTag.ALERT_RAISE: EventClass.SECURITY,
     # Consent must be provable for as long as events made under it are kept.
     EventTag.TELEMETRY_INSIDER_JOIN: EventClass.SECURITY,
