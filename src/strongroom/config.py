@@ -22,7 +22,8 @@ from strongroom.errors import ConfigurationError
 ENV_PREFIX = "STRONGROOM_"
 CONFIG_FILE = "strongroom.toml"
 # Read by the CLI before settings exist, so they are not settings themselves.
-NON_SETTING_ENV = frozenset({"STRONGROOM_HOME"})
+# STRONGROOM_CONFIG_DIR: where the tenant client keeps its credentials (cli/client/config.py).
+NON_SETTING_ENV = frozenset({"STRONGROOM_HOME", "STRONGROOM_CONFIG_DIR"})
 
 
 class Environment(StrEnum):
@@ -163,6 +164,18 @@ REGISTRY: tuple[Setting, ...] = (
         "Largest JSON request body accepted by the API.", minimum=1024,
     ),
     Setting(
+        "upload_max_bytes", int, 10 * 1024**3,
+        "Largest dataset upload a tenant may send, in bytes (default 10 GiB); the "
+        "operator can set a tenant's own limit with `strongroom tenant limits`.",
+        maximum=2**50,
+    ),
+    Setting(
+        "upload_chunk_max_bytes", int, 64 * 1024**2,
+        "Largest body of one upload chunk (PUT /api/v1/uploads/ID/chunks), in bytes; "
+        "every other request body is capped by max_request_bytes.",
+        minimum=1024, maximum=2**30,
+    ),
+    Setting(
         "audit_checkpoint_every_events", int, 1000,
         "Sign a checkpoint of the audit chain head after this many events.",
     ),
@@ -188,6 +201,36 @@ REGISTRY: tuple[Setting, ...] = (
     Setting(
         "audit_retention_days_routine", int, 90,
         "Minimum days routine read events (counts, previews, audit reads) are kept.",
+    ),
+    Setting(
+        "cube_max_cells", int, 10_000,
+        "Most cells a cube may have, estimated before it runs (product of the distinct "
+        "values of its dimensions); a bigger cube is refused 422 too-many-cells.",
+        maximum=10_000_000,
+    ),
+    Setting(
+        "sql_row_cap", int, 10_000,
+        "Most rows one SQL query (POST /api/v1/sql) returns; the request's row_limit may "
+        "ask for fewer, never more. Longer results are cut and marked truncated.",
+        maximum=1_000_000,
+    ),
+    Setting(
+        "query_timeout_seconds", int, 30,
+        "Time limit of one SQL query, count, cube or preview in the query sandbox; a query "
+        "still running then is stopped and answered 422 query-timed-out.",
+        maximum=3600,
+    ),
+    Setting(
+        "query_cache_mb", int, 2048,
+        "Memory budget, in MiB, for tenants' datasets held decrypted in memory (never on "
+        "disk) so counts, cubes and SQL run at plain DuckDB speed; the least recently used "
+        "are evicted beyond it. 0 turns the cache off: every query scans the encrypted files.",
+        minimum=0, maximum=2**24,
+    ),
+    Setting(
+        "query_cache_idle_minutes", int, 30,
+        "A tenant's cached datasets unused for this long are dropped from memory.",
+        maximum=24 * 60,
     ),
     Setting(
         "backup_repository", Path, Path(),
@@ -218,6 +261,75 @@ REGISTRY: tuple[Setting, ...] = (
         "Days between `tenant delete` and the tenant's data and keys being purged; the "
         "deletion can be cancelled with `tenant undelete` until then.",
         minimum=0, maximum=365,
+    ),
+    Setting(
+        "export_cap_rows_per_hour", int, 100_000,
+        "Default operator cap: rows one tenant may export in any rolling hour "
+        "(`tenant export-caps` sets it per tenant; tenant admins set limits within it).",
+        maximum=2**53,
+    ),
+    Setting(
+        "export_cap_rows_per_day", int, 1_000_000,
+        "Default operator cap: rows one tenant may export in any rolling 24 hours "
+        "(`tenant export-caps` sets it per tenant; tenant admins set limits within it).",
+        maximum=2**53,
+    ),
+    Setting(
+        "export_cap_bytes_per_hour", int, 104_857_600,
+        "Default operator cap: bytes of export files one tenant may export in any rolling hour "
+        "(`tenant export-caps` sets it per tenant; tenant admins set limits within it).",
+        maximum=2**53,
+    ),
+    Setting(
+        "export_cap_bytes_per_day", int, 1_073_741_824,
+        "Default operator cap: bytes of export files one tenant may export in any rolling "
+        "24 hours "
+        "(`tenant export-caps` sets it per tenant; tenant admins set limits within it).",
+        maximum=2**53,
+    ),
+    Setting(
+        "export_cap_exports_per_hour", int, 20,
+        "Default operator cap: exports one tenant may make in any rolling hour "
+        "(`tenant export-caps` sets it per tenant; tenant admins set limits within it).",
+        maximum=2**53,
+    ),
+    Setting(
+        "export_cap_exports_per_day", int, 100,
+        "Default operator cap: exports one tenant may make in any rolling 24 hours "
+        "(`tenant export-caps` sets it per tenant; tenant admins set limits within it).",
+        maximum=2**53,
+    ),
+    Setting(
+        "export_cap_subjects_per_hour", int, 100_000,
+        "Default operator cap: distinct data subjects (by the dataset's key column) one "
+        "tenant may export in any rolling hour "
+        "(`tenant export-caps` sets it per tenant; tenant admins set limits within it).",
+        maximum=2**53,
+    ),
+    Setting(
+        "export_cap_subjects_per_day", int, 1_000_000,
+        "Default operator cap: distinct data subjects (by the dataset's key column) one "
+        "tenant may export in any rolling 24 hours "
+        "(`tenant export-caps` sets it per tenant; tenant admins set limits within it).",
+        maximum=2**53,
+    ),
+    Setting(
+        "export_link_hours", int, 24,
+        "Hours an export's single-use download link stays valid; then its file is purged.",
+        maximum=24 * 30,
+    ),
+    Setting(
+        "export_refusal_alert_count", int, 5,
+        "Velocity refusals of one user within an hour that raise a security alert event "
+        "(and again at every further multiple).",
+        maximum=10_000,
+    ),
+    Setting(
+        "telemetry_enabled", bool, True,
+        "Record product-usage events (feature, duration, coarse sizes; never data values, "
+        "file names or addresses) in this deployment's own database. Users appear as keyed "
+        "pseudonyms unless they joined the insider programme themselves. Nothing leaves "
+        "the deployment unless the operator runs `telemetry export`. Off: nothing is recorded.",
     ),
 )
 
@@ -251,6 +363,13 @@ class Settings:
     rate_limit_default: str
     rate_limit_login: str
     max_request_bytes: int
+    cube_max_cells: int
+    sql_row_cap: int
+    query_timeout_seconds: int
+    query_cache_mb: int
+    query_cache_idle_minutes: int
+    upload_max_bytes: int
+    upload_chunk_max_bytes: int
     audit_checkpoint_every_events: int
     audit_checkpoint_every_minutes: int
     audit_checkpoint_file: Path
@@ -263,6 +382,17 @@ class Settings:
     backup_hour: int
     backup_weekday: int
     tenant_deletion_delay_days: int
+    export_cap_rows_per_hour: int
+    export_cap_rows_per_day: int
+    export_cap_bytes_per_hour: int
+    export_cap_bytes_per_day: int
+    export_cap_exports_per_hour: int
+    export_cap_exports_per_day: int
+    export_cap_subjects_per_hour: int
+    export_cap_subjects_per_day: int
+    export_link_hours: int
+    export_refusal_alert_count: int
+    telemetry_enabled: bool
     sources: Mapping[str, str] = dataclasses.field(default_factory=dict, compare=False)
 
     @property

@@ -10,6 +10,7 @@ import typer
 from strongroom.audit import EventTag
 from strongroom.cli._audited import audited_failure, record
 from strongroom.cli._common import HomeOption, deployment, table
+from strongroom.tenancy import limits as tenant_limits
 from strongroom.tenancy import services
 from strongroom.tenancy.models import Tenant
 
@@ -90,6 +91,45 @@ def resume(
         record(dep, session, EventTag.TENANT_RESUME, tenant=tenant.id,
                target=f"tenant:{tenant.id}")
     typer.echo(f"resumed tenant {slug}")
+
+
+@app.command("limits")
+def limits(
+    slug: Annotated[str, typer.Argument(help="The tenant whose limits to show or set.")],
+    upload_max_bytes: Annotated[
+        int | None,
+        typer.Option(help="Set the largest upload this tenant may send, in bytes.", min=1),
+    ] = None,
+    use_default: Annotated[
+        bool, typer.Option("--use-default", help="Drop the tenant's own upload limit: the "
+                           "deployment's upload_max_bytes setting applies again.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Show a tenant's limits, or set its upload size limit (uploads already open keep theirs)."""
+    if upload_max_bytes is not None and use_default:
+        raise typer.BadParameter("give --upload-max-bytes or --use-default, not both")
+    with (
+        deployment(home) as dep,
+        audited_failure(dep, EventTag.TENANT_LIMITS),
+        dep.transaction() as session,
+    ):
+        tenant = services.get_tenant(session, slug)
+        if upload_max_bytes is not None or use_default:
+            previous = tenant_limits.set_upload_max_bytes(session, tenant, upload_max_bytes)
+            record(dep, session, EventTag.TENANT_LIMITS, tenant=tenant.id,
+                   target=f"tenant:{tenant.id}",
+                   details={"upload_max_bytes": upload_max_bytes, "previous": previous})
+        effective = tenant_limits.upload_max_bytes(
+            session, tenant.id, dep.settings.upload_max_bytes)
+    source = "tenant" if effective.own else "deployment default"
+    if as_json:
+        typer.echo(json.dumps({"tenant": slug, "upload_max_bytes": effective.value,
+                               "upload_max_bytes_source": source}, indent=2))
+    else:
+        typer.echo(table([("upload_max_bytes", str(effective.value), source)],
+                         ("LIMIT", "VALUE", "SET BY")))
 
 
 def _register_deletion() -> None:
