@@ -13,7 +13,7 @@ import typer
 
 from strongroom import __version__
 from strongroom.audit import Actor
-from strongroom.cli import accounts, audit, backup, keys, tenant
+from strongroom.cli import accounts, audit, backup, keys, telemetry, tenant
 from strongroom.cli._common import HomeOption, deployment, resolve_home, table
 from strongroom.config import Environment, load_settings
 from strongroom.errors import InvalidInput, StrongroomError
@@ -30,6 +30,7 @@ app.add_typer(audit.app, name="audit")
 app.add_typer(accounts.user_app, name="user")
 app.add_typer(accounts.operator_app, name="operator")
 app.add_typer(backup.app, name="backup")
+app.add_typer(telemetry.app, name="telemetry")
 app.command("restore")(backup.restore)
 
 

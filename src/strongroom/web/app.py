@@ -17,13 +17,14 @@ from strongroom.deployment import Deployment
 from strongroom.firewall.addresses import parse_networks
 from strongroom.firewall.ratelimit import RateLimiter
 from strongroom.web import health, operator
-from strongroom.web.api import audit, policy, session, tokens, users
+from strongroom.web.api import audit, policy, session, telemetry, tokens, users
 from strongroom.web.firewall import FirewallMiddleware
 from strongroom.web.headers import SecurityHeadersMiddleware
 from strongroom.web.problems import ProblemMiddleware, install_handlers
 
 TENANT_ROUTERS: tuple[APIRouter, ...] = (
     health.router, session.router, users.router, tokens.router, policy.router, audit.router,
+    telemetry.router,
 )
 OPERATOR_ROUTERS: tuple[APIRouter, ...] = (health.router, operator.router)
 

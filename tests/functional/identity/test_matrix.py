@@ -47,6 +47,7 @@ SAMPLE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PATCH", "/api/v1/users/{user_id}"): {"role": "viewer"},
     ("POST", "/api/v1/tokens"): {"name": "matrix", "days": 1},
     ("PUT", "/api/v1/policy"): {"require_mfa": False},
+    ("PUT", "/api/v1/me/telemetry"): {"insider": False},
     ("POST", "/operator/v1/login"): {"name": "nobody", "password": "x", "code": "000000"},
 }
 # Which object of an account each path parameter names.

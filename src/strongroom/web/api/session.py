@@ -23,6 +23,7 @@ from strongroom.identity.errors import (
 )
 from strongroom.identity.models import Plane, Role, User
 from strongroom.identity.permissions import Permission
+from strongroom.telemetry import Subject, UsageFeature, record_soon
 from strongroom.tenancy.errors import TenantSuspended
 from strongroom.tenancy.models import Tenant
 from strongroom.tenancy.services import SLUG_PATTERN
@@ -132,6 +133,7 @@ def login(body: LoginRequest, request: Request, response: Response) -> SessionOu
         raise
     set_session_cookie(response, sessions.COOKIE_NAME, token,
                        dep.settings.session_absolute_hours * 3600)
+    record_soon(dep, Subject(out.user.id, tenant_id), UsageFeature.LOGIN)
     return out
 
 
