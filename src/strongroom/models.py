@@ -6,6 +6,14 @@ from strongroom.backup.models import BackupDrill
 from strongroom.crypto.models import DeploymentRecord, KeysetRecord
 from strongroom.datasets.models import Dataset, DatasetVersion, Upload, UploadPart
 from strongroom.db import Base
+from strongroom.exports.models import (
+    Export,
+    ExportCap,
+    ExportLimit,
+    ExportQuotaState,
+    ExportRefusal,
+    ExportUsage,
+)
 from strongroom.identity.models import (
     ApiToken,
     AuthSession,
@@ -24,7 +32,8 @@ from strongroom.tenancy.models import Tenant
 
 __all__ = [
     "ApiToken", "AuditCheckpoint", "AuditEvent", "AuditHead", "AuditPurge", "AuthSession",
-    "BackupDrill", "Base", "Dataset", "DatasetVersion", "DeploymentRecord",
+    "BackupDrill", "Base", "Dataset", "DatasetVersion", "DeploymentRecord", "Export", "ExportCap",
+    "ExportLimit", "ExportQuotaState", "ExportRefusal", "ExportUsage",
     "InsiderConsent", "KeysetRecord",
     "LoginThrottle", "Operator", "PseudonymKeyRecord", "RecoveryCode",
     "SavedSelection", "SavedSelectionVersion", "StoredObject", "Tenant",
