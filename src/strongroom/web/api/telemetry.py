@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, StrictBool
 
+from strongroom.audit import EventTag, Outcome
 from strongroom.identity.errors import PermissionDenied
 from strongroom.identity.models import User
 from strongroom.identity.permissions import Permission
@@ -65,11 +66,18 @@ def get_telemetry(request: Request) -> TelemetryOut:
 def set_telemetry(body: InsiderChoice, request: Request) -> TelemetryOut:
     """Join or leave the insider programme. Leaving re-pseudonymises your past events."""
     principal = current(request)
+    dep = deployment_of(request)
     if body.insider and principal.session_id is None:
-        raise PermissionDenied(
+        refusal = PermissionDenied(
             "join the insider programme in an interactive session, not with a token"
         )
-    dep = deployment_of(request)
+        with dep.transaction() as session:
+            dep.audit.record_event(
+                session, EventTag.TELEMETRY_INSIDER_JOIN, actor=principal.actor(),
+                tenant=principal.tenant_id, target=f"user:{principal.principal_id}",
+                outcome=Outcome.DENIED, reason=refusal.slug,
+            )
+        raise refusal
     with dep.transaction() as session:
         user = session.get(User, principal.principal_id)
         if user is None or user.tenant_id != principal.tenant_id:
