@@ -7,8 +7,10 @@ tenant listener has no route to any operator endpoint at all.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
+import anyio.to_thread
 from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -17,14 +19,24 @@ from strongroom.deployment import Deployment
 from strongroom.firewall.addresses import parse_networks
 from strongroom.firewall.ratelimit import RateLimiter
 from strongroom.web import health, operator
-from strongroom.web.api import audit, policy, session, telemetry, tokens, users
-from strongroom.web.firewall import FirewallMiddleware
+from strongroom.web.api import (
+    audit,
+    datasets,
+    exports,
+    policy,
+    session,
+    telemetry,
+    tokens,
+    uploads,
+    users,
+)
+from strongroom.web.firewall import FirewallMiddleware, body_limits
 from strongroom.web.headers import SecurityHeadersMiddleware
 from strongroom.web.problems import ProblemMiddleware, install_handlers
 
 TENANT_ROUTERS: tuple[APIRouter, ...] = (
     health.router, session.router, users.router, tokens.router, policy.router, audit.router,
-    telemetry.router,
+    telemetry.router, uploads.router, datasets.router, exports.router,
 )
 OPERATOR_ROUTERS: tuple[APIRouter, ...] = (health.router, operator.router)
 
@@ -35,8 +47,19 @@ def make_limiter(deployment: Deployment) -> RateLimiter:
                        settings.rate_limit_login)
 
 
+@asynccontextmanager
+async def _tenant_lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Builds still running when the app stops are cancelled, and waited for."""
+    try:
+        yield
+    finally:
+        jobs: datasets.BuildJobs = app.state.build_jobs
+        await anyio.to_thread.run_sync(jobs.shutdown)
+
+
 def _build(
-    deployment: Deployment, title: str, routers: Iterable[APIRouter], limiter: RateLimiter
+    deployment: Deployment, title: str, routers: Iterable[APIRouter], limiter: RateLimiter,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
 ) -> FastAPI:
     settings = deployment.settings
     app = FastAPI(
@@ -46,6 +69,7 @@ def _build(
         docs_url="/docs" if settings.debug else None,
         redoc_url=None,
         openapi_url="/openapi.json",
+        lifespan=lifespan,
     )
     app.state.deployment = deployment
     app.state.limiter = limiter
@@ -57,6 +81,7 @@ def _build(
         proxies=parse_networks(settings.trusted_proxies, "trusted_proxies"),
         limiter=limiter,
         max_body=settings.max_request_bytes,
+        route_limits=lambda: body_limits(app.routes, settings),
     )
     # Added last = outermost: headers go on every answer, including the bare 500.
     app.add_middleware(ProblemMiddleware, debug=settings.debug)
@@ -65,8 +90,11 @@ def _build(
 
 
 def create_app(deployment: Deployment, limiter: RateLimiter | None = None) -> FastAPI:
-    """The tenant plane."""
-    return _build(deployment, "Strongroom", TENANT_ROUTERS, limiter or make_limiter(deployment))
+    """The tenant plane, with the runner of its background builds."""
+    app = _build(deployment, "Strongroom", TENANT_ROUTERS, limiter or make_limiter(deployment),
+                 lifespan=_tenant_lifespan)
+    app.state.build_jobs = datasets.BuildJobs(deployment)
+    return app
 
 
 def create_operator_app(deployment: Deployment, limiter: RateLimiter | None = None) -> FastAPI:

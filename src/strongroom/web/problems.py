@@ -26,6 +26,10 @@ from strongroom.errors import StrongroomError
 PROBLEM_TYPE = "application/problem+json"
 TYPE_BASE = "https://strongroom.invalid/problems/"
 logger = logging.getLogger("strongroom.web")
+# Extension members (RFC 9457 section 3.2) an error may carry beside its detail, for clients
+# to act on: a resumable upload's WrongOffset says where to continue; an export over a
+# velocity limit says which limits it passed and what remains.
+EXTENSION_MEMBERS = ("expected_offset", "exceeded", "remaining")
 
 _TITLES = {
     400: "Bad request", 401: "Unauthorised", 403: "Forbidden", 404: "Not found",
@@ -84,8 +88,9 @@ async def _strongroom_error(request: Request, exc: Exception) -> Response:
         headers["retry-after"] = str(retry_after)
     if status == 401:
         headers["www-authenticate"] = 'Bearer realm="strongroom"'
+    members = {name: getattr(exc, name) for name in EXTENSION_MEMBERS if hasattr(exc, name)}
     return problem(status, detail, slug=exc.slug, title=exc.title, instance=request.url.path,
-                   headers=headers or None)
+                   headers=headers or None, **members)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

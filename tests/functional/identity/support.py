@@ -21,15 +21,19 @@ import pyotp
 import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
+from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
+from strongroom.audit import Actor
 from strongroom.audit.models import AuditEvent
 from strongroom.config import Environment, load_settings
+from strongroom.datasets import catalog, jobs, uploads
 from strongroom.deployment import Deployment, initialise, open_deployment
 from strongroom.identity import services as identity
 from strongroom.identity import tokens
 from strongroom.identity.models import Role, User
 from strongroom.identity.permissions import Permission
+from strongroom.tenancy.models import Tenant
 from strongroom.tenancy.services import create_tenant, get_tenant
 from strongroom.web.app import create_app, create_operator_app
 from strongroom.web.auth import CSRF_HEADER, PERMISSION_KEY
@@ -54,6 +58,11 @@ class Account:
     password: str
     token: str
     token_id: str
+    # The tenant's dataset objects: an upload still receiving, a dataset and its version.
+    upload_id: str = ""
+    dataset_id: str = ""
+    version_id: str = ""
+    export_id: str = ""  # an export made by this account's user (exports are per user)
 
 
 @dataclasses.dataclass
@@ -130,7 +139,52 @@ def build_world(home: Path, database_url: str, **settings: object) -> World:
                 secret, token = tokens.create_token(session, user, "script", role, 30, 90)
                 accounts[(slug, role)] = Account(slug, tenant.id, role, user.id, email,
                                                  PASSWORD, secret, token.id)
+    data = {slug: _dataset_objects(deployment, slug) for slug in TENANTS}
+    accounts = {key: dataclasses.replace(account, **data[account.tenant])
+                for key, account in accounts.items()}
+    accounts = {key: dataclasses.replace(account, export_id=_export_id(deployment, account))
+                for key, account in accounts.items()}
     return World(deployment, accounts)
+
+
+MATRIX_CSV = b"id,amount\n1,10\n2,20\n"
+
+
+def _dataset_objects(deployment: Deployment, slug: str) -> dict[str, str]:
+    """A dataset with one built version, and an upload left receiving, made through the
+    services: what the cross-tenant walk names by upload_id, dataset_id and version_id."""
+    actor = Actor.system()
+    made: dict[str, str] = {}
+
+    def run(step: Callable[[Session, Tenant], Any]) -> Any:
+        with deployment.transaction() as session:
+            result = step(session, get_tenant(session, slug))
+            session.flush()
+            return result
+
+    for name in ("built", "receiving"):
+        made[name] = run(lambda session, tenant: uploads.create_upload(
+            session, deployment, tenant, actor, filename="matrix.csv", fmt="csv",
+            max_bytes=1 << 20).id)
+        run(lambda session, tenant, upload_id=made[name]: uploads.append_chunk(
+            session, deployment, tenant, actor, upload_id, 0, [MATRIX_CSV]))
+    run(lambda session, tenant: uploads.complete_upload(session, deployment, tenant, actor,
+                                                        made["built"]))
+    dataset_id = run(lambda session, tenant: catalog.create_dataset(
+        session, deployment, tenant, actor, "matrix").id)
+    tenant_id = run(lambda _session, tenant: tenant.id)
+    version = jobs.run_build(deployment, tenant_id, dataset_id, made["built"], actor)
+    return {"upload_id": made["receiving"], "dataset_id": dataset_id, "version_id": version.id}
+
+
+def _export_id(deployment: Deployment, account: Account) -> str:
+    """An export of the tenant's "matrix" dataset made by the account's own user."""
+    from strongroom.exports.services import ExportSpec, Requester, create_export
+
+    actor = Actor(kind="user", id=account.user_id, role=account.role.value)
+    spec = ExportSpec(dataset="matrix", columns=[{"name": "id"}, {"name": "amount"}])
+    return create_export(deployment, Requester(account.tenant_id, account.user_id, actor, True),
+                         spec).export.id
 
 
 # -- requests -----------------------------------------------------------------------------------
@@ -222,9 +276,10 @@ def operations(app: FastAPI) -> list[Operation]:
 
 def send(
     client: TestClient, op: Operation, ids: dict[str, str], body: dict[str, Any] | None,
-    headers: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None, params: dict[str, Any] | None = None,
 ) -> httpx.Response:
-    return client.request(op.method, op.url(ids), json=body, headers=headers or {})
+    return client.request(op.method, op.url(ids), json=body, headers=headers or {},
+                          params=params)
 
 
 SampleBodies = dict[tuple[str, str], dict[str, Any]]

@@ -20,6 +20,7 @@ from pydantic import TypeAdapter
 from strongroom.identity.models import Role
 from strongroom.identity.permissions import Permission, role_allows
 from tests.functional.identity.support import (
+    MATRIX_CSV,
     PASSWORD,
     ROLES,
     Account,
@@ -48,12 +49,29 @@ SAMPLE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/tokens"): {"name": "matrix", "days": 1},
     ("PUT", "/api/v1/policy"): {"require_mfa": False},
     ("PUT", "/api/v1/me/telemetry"): {"insider": False},
+    ("POST", "/api/v1/uploads"): {"filename": "matrix.csv", "format": "csv", "size": 10,
+                                  "csv": {"delimiter": ";"}},
+    ("POST", "/api/v1/datasets"): {"name": "matrix-2", "key_column": None},
+    ("POST", "/api/v1/datasets/{dataset_id}/delete"): {"confirm_name": "matrix"},
+    ("POST", "/api/v1/datasets/{dataset_id}/builds"): {
+        "upload_id": uuid.uuid4().hex, "types": {"amount": "float"}, "personal": ["id"]},
+    ("POST", "/api/v1/exports"): {"dataset": "matrix", "columns": [{"name": "id"}]},
+    ("PUT", "/api/v1/export-limits"): {"tenant": {"rows_per_hour": None}},
     ("POST", "/operator/v1/login"): {"name": "nobody", "password": "x", "code": "000000"},
+}
+# Required query parameters, for the routes that have any.
+SAMPLE_QUERIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("PUT", "/api/v1/uploads/{upload_id}/chunks"): {"offset": 0},
+    ("GET", "/api/v1/exports/{export_id}/download"): {"key": "matrix"},
 }
 # Which object of an account each path parameter names.
 ID_OF: dict[str, Callable[[Account], str]] = {
     "user_id": lambda account: account.user_id,
     "token_id": lambda account: account.token_id,
+    "upload_id": lambda account: account.upload_id,
+    "dataset_id": lambda account: account.dataset_id,
+    "version_id": lambda account: account.version_id,
+    "export_id": lambda account: account.export_id,
 }
 
 
@@ -76,7 +94,8 @@ class Caller:
             login(self.client, account))
 
     def send(self, op: Operation, ids: dict[str, str]) -> httpx.Response:
-        return send(self.client, op, ids, body_for(op), self.headers)
+        return send(self.client, op, ids, body_for(op), self.headers,
+                    SAMPLE_QUERIES.get((op.method, op.path)))
 
     def __repr__(self) -> str:
         return f"{self.account.role.value}@{self.account.tenant} by {self.how}"
@@ -218,6 +237,22 @@ def assert_bravo_untouched(world: World) -> None:
             me = client.get("/api/v1/me", headers=bearer(account))
             assert me.status_code == 200, me.text
             assert me.json()["user"]["role"] == role.value
+        # Bravo's dataset objects: the upload still receiving, the dataset live, unlocked,
+        # with its one ready version and nothing building.
+        admin = world.account("bravo", Role.ADMIN)
+        upload = client.get(f"/api/v1/uploads/{admin.upload_id}", headers=bearer(admin)).json()
+        assert (upload["status"], upload["received_bytes"]) == ("receiving", len(MATRIX_CSV))
+        dataset = client.get(f"/api/v1/datasets/{admin.dataset_id}",
+                             headers=bearer(admin)).json()
+        assert (dataset["deleted_at"], dataset["build_locked"]) == (None, False)
+        assert [(v["id"], v["status"]) for v in dataset["versions"]] == [
+            (admin.version_id, "ready")]
+        # Bravo's exports: still there, each still waiting for its one download.
+        for role in (Role.ADMIN, Role.ANALYST):  # a viewer may not look (nor export)
+            account = world.account("bravo", role)
+            export = client.get(f"/api/v1/exports/{account.export_id}",
+                                headers=bearer(account)).json()
+            assert (export["status"], export["downloaded_at"]) == ("ready", None)
 
 
 def test_the_same_routes_work_with_ids_of_ones_own_tenant(
