@@ -55,7 +55,7 @@ class PrivacyKeys:
         return max(self.versions)
 
     def pseudonym(self, value: str) -> str:
-        """``p<version>_`` + 160 bits of HMAC-SHA256 under the current key, base32."""
+        """``p<version>_`` + 160 bits of HMAC-SHA256 under the current key, in hex."""
         return self.current.pseudonym(value.encode("utf-8"))
 
     def token(self, value: str) -> str:
@@ -80,8 +80,7 @@ class PrivacyKeys:
 
     def pseudonyms(self, values: Iterable[str | None]) -> list[str | None]:
         """Many pseudonyms at once (None stays None)."""
-        make = self.current.pseudonym
-        return [None if v is None else make(v.encode("utf-8")) for v in values]
+        return self.current.pseudonyms(None if v is None else v.encode("utf-8") for v in values)
 
     def tokens(self, values: Iterable[str | None]) -> list[str | None]:
         """Many tokens at once (None stays None)."""
