@@ -58,6 +58,7 @@ DELIMITER_NAMES = {",": "comma ','", ";": "semicolon ';'", "\t": "tab", "|": "pi
 ROW_GROUP_ROWS = 512 * 1024
 ROW_GROUP_BYTES = 128 * 1024 * 1024
 QUEUED_BATCHES = 4  # parsed blocks waiting for the converter: bounds memory
+TEMP_SUFFIX = ".building"  # a killed build leaves this; crash recovery removes it
 PERSONAL_METADATA_KEY = b"strongroom.personal"
 KEY_METADATA_KEY = b"strongroom.key"
 
@@ -209,7 +210,7 @@ class _PrefixedReader(io.RawIOBase):
         return self._rest.readinto(buffer)
 
 
-def _cancel_check(cancel: Cancel | None) -> Callable[[], bool]:
+def cancel_check(cancel: Cancel | None) -> Callable[[], bool]:
     if cancel is None:
         return lambda: False
     if isinstance(cancel, threading.Event):
@@ -323,9 +324,14 @@ def _refuse_wrong_delimiter(prefix: bytes, options: CsvOptions) -> None:
             )
 
 
+def cast(array: pa.Array, target: pa.DataType) -> pa.Array:
+    """``array`` as ``target``, safely, except that timestamps may drop sub-microseconds."""
+    return pc.cast(array, options=pc.CastOptions(target, allow_time_truncate=True))
+
+
 def _casts(array: pa.Array, target: pa.DataType) -> bool:
     try:
-        pc.cast(array, target)
+        cast(array, target)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return False
     return True
@@ -392,13 +398,31 @@ def _schema(columns: list[Column], key_column: str | None) -> pa.Schema:
     return pa.schema(fields)
 
 
-def _resolve_columns(
-    names: list[str], sample: pa.RecordBatch, overrides: SchemaOverrides
-) -> list[Column]:
+def check_overrides(names: list[str], overrides: SchemaOverrides) -> None:
+    """Refuse overrides that name a column the file does not have."""
     known = set(names)
     for name in [*overrides.types, *overrides.personal, *filter(None, [overrides.key_column])]:
         if name not in known:
             raise BadOverride(f"the overrides name column {name!r}, which the file does not have")
+
+
+def check_csv_head(prefix: bytes, options: CsvOptions, overrides: SchemaOverrides) -> list[str]:
+    """What can be known from a file's first block before a build starts: the column names.
+
+    Raises the same errors a build would for an empty file, a bad header, too
+    many columns, a wrong delimiter or overrides naming unknown columns.
+    """
+    if not prefix:
+        raise EmptyFile("the file is empty")
+    names = _column_names(prefix, options)
+    check_overrides(names, overrides)
+    return names
+
+
+def _resolve_columns(
+    names: list[str], sample: pa.RecordBatch, overrides: SchemaOverrides
+) -> list[Column]:
+    check_overrides(names, overrides)
     columns = []
     for index, name in enumerate(names):
         kind = overrides.types.get(name) or _infer(sample.column(index))
@@ -406,8 +430,36 @@ def _resolve_columns(
     return columns
 
 
-class _Converter:
-    """Converts text batches to the dataset schema, rejecting rows that do not fit."""
+def _plain(array: pa.Array) -> pa.Array:
+    """Dictionary-encoded and large or view strings as plain arrays (Parquet input)."""
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    if pa.types.is_large_string(array.type) or pa.types.is_string_view(array.type):
+        array = pc.cast(array, pa.string())
+    return array
+
+
+def _to_column(array: pa.Array, kind: ColumnType) -> tuple[pa.Array, list[int]]:
+    """``array`` converted to ``kind``, and the positions whose values did not convert."""
+    target = ARROW_TYPES[kind]
+    if array.type == target:
+        return array, []
+    if kind is ColumnType.BOOLEAN and pa.types.is_string(array.type):
+        return _to_boolean(array)
+    try:
+        return cast(array, target), []
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        bad = _bad_positions(array, target)
+    mask = pc.is_in(pa.array(range(len(array))), pa.array(bad))
+    return cast(pc.if_else(mask, pa.scalar(None, array.type), array), target), bad
+
+
+class Converter:
+    """Converts batches to the dataset schema, rejecting rows that do not fit.
+
+    Columns arrive as text (CSV) or typed (Parquet); either way a value that
+    does not convert rejects its row, with a reason that never quotes it.
+    """
 
     def __init__(self, columns: list[Column], key_column: str | None, report: BuildReport) -> None:
         self.columns = columns
@@ -421,32 +473,20 @@ class _Converter:
         reasons: dict[int, str] = {}
         arrays: list[pa.Array] = []
         for index, column in enumerate(self.columns):
-            array = batch.column(index)
-            too_long = pc.greater(pc.binary_length(array), MAX_FIELD_BYTES)
-            if pc.any(too_long).as_py():
-                for position in pc.indices_nonzero(pc.fill_null(too_long, False)).to_pylist():
-                    reasons.setdefault(
-                        position,
-                        f"field in column {column.name} is longer than {MAX_FIELD_BYTES} bytes",
-                    )
-                array = pc.if_else(too_long, pa.scalar(None, pa.string()), array)
+            array = _plain(batch.column(index))
+            if pa.types.is_string(array.type):
+                too_long = pc.greater(pc.binary_length(array), MAX_FIELD_BYTES)
+                if pc.any(too_long).as_py():
+                    for position in pc.indices_nonzero(pc.fill_null(too_long, False)).to_pylist():
+                        reasons.setdefault(
+                            position,
+                            f"field in column {column.name} is longer than {MAX_FIELD_BYTES} bytes",
+                        )
+                    array = pc.if_else(too_long, pa.scalar(None, pa.string()), array)
             if index == self.key_index and array.null_count:
                 for position in pc.indices_nonzero(pc.is_null(array)).to_pylist():
                     reasons.setdefault(position, f"missing key in column {column.name}")
-            if column.type is ColumnType.TEXT:
-                arrays.append(array)
-                continue
-            if column.type is ColumnType.BOOLEAN:
-                converted, bad = _to_boolean(array)
-            else:
-                target = ARROW_TYPES[column.type]
-                try:
-                    converted, bad = pc.cast(array, target), []
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                    bad = _bad_positions(array, target)
-                    mask = pc.is_in(pa.array(range(len(array))), pa.array(bad))
-                    array = pc.if_else(mask, pa.scalar(None, pa.string()), array)
-                    converted = pc.cast(array, target)
+            converted, bad = _to_column(array, column.type)
             for position in bad:
                 reasons.setdefault(position, f"bad {column.type} in column {column.name}")
             arrays.append(converted)
@@ -481,11 +521,21 @@ def build_dataset(
     input that cannot be built and :class:`BuildCancelled` when ``cancel``
     fires; either way nothing is left at ``out_path`` or beside it.
     """
-    overrides = overrides or SchemaOverrides()
-    cancelled = _cancel_check(cancel)
-    temp = out_path.parent / f".{out_path.name}.{uuid.uuid4().hex}.building"
+    cancelled = cancel_check(cancel)
+    return write_atomically(
+        out_path,
+        lambda temp: _build(
+            chunks, options, crypto, temp, overrides or SchemaOverrides(), cancelled, progress
+        ),
+    )
+
+
+def write_atomically(out_path: Path, produce: Callable[[Path], BuildReport]) -> BuildReport:
+    """Run ``produce`` on a temporary name beside ``out_path``; rename it into place only
+    if it returns, remove it if it raises (or the process is killed: see TEMP_SUFFIX)."""
+    temp = out_path.parent / f".{out_path.name}.{uuid.uuid4().hex}{TEMP_SUFFIX}"
     try:
-        report = _build(chunks, options, crypto, temp, overrides, cancelled, progress)
+        report = produce(temp)
         temp.replace(out_path)
         fsync_dir(out_path.parent)
     except BaseException:
@@ -512,7 +562,7 @@ class _Builder:
         self.ragged: list[int] = []  # data row numbers of rows with the wrong column count
         self.attributed = 0  # ragged rows already placed in an earlier batch
         self.seen = 0  # data rows read, loaded or rejected
-        self.converter: _Converter | None = None
+        self.converter: Converter | None = None
         self.writer: pq.ParquetWriter | None = None
         self.pending: list[pa.RecordBatch] = []
         self.pending_rows = 0
@@ -571,7 +621,7 @@ class _Builder:
     def start(self, batch: pa.RecordBatch, overrides: SchemaOverrides) -> None:
         self.report.columns = _resolve_columns(self.names, batch, overrides)
         self.report.key_column = overrides.key_column
-        self.converter = _Converter(self.report.columns, overrides.key_column, self.report)
+        self.converter = Converter(self.report.columns, overrides.key_column, self.report)
         self.writer = pq.ParquetWriter(
             self.temp,
             self.converter.schema,

@@ -53,6 +53,28 @@ class BadCsv(DatasetError):
     slug = "dataset-bad-csv"
 
 
+class NotParquet(DatasetError):
+    """An upload declared Parquet whose bytes are something else (a ZIP archive, text...)."""
+
+    slug = "dataset-not-parquet"
+
+
+class EncryptedParquet(DatasetError):
+    """Parquet encrypted by someone else: not readable here, and not needed."""
+
+    slug = "dataset-encrypted-parquet"
+
+
+class BadParquet(DatasetError):
+    slug = "dataset-bad-parquet"
+
+
+class UnsupportedColumnType(DatasetError):
+    """A Parquet column of a type no dataset column can hold (lists, structs, binary...)."""
+
+    slug = "dataset-column-type"
+
+
 class WrongDelimiter(DatasetError):
     """The file reads as one column, but another common delimiter splits it evenly."""
 

@@ -18,7 +18,7 @@ import json
 import logging
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -26,11 +26,18 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from strongroom.audit import Actor, EventTag, Outcome
+from strongroom.crypto.keyring import TenantKeyRing
 from strongroom.crypto.parquet import ParquetCrypto
-from strongroom.datasets.build import BuildReport, SchemaOverrides, build_dataset
+from strongroom.datasets.build import (
+    BLOCK_BYTES,
+    BuildReport,
+    ChunkReader,
+    SchemaOverrides,
+    build_dataset,
+    check_csv_head,
+)
 from strongroom.datasets.catalog import get_dataset, get_version
 from strongroom.datasets.errors import (
-    BadUpload,
     BuildCancelled,
     BuildNotRunning,
     BuildRunning,
@@ -39,8 +46,22 @@ from strongroom.datasets.errors import (
     NoDataRows,
     UploadNotReceiving,
 )
-from strongroom.datasets.models import DatasetVersion, UploadFormat, UploadStatus, VersionStatus
-from strongroom.datasets.uploads import get_upload, iter_upload_plaintext, upload_options
+from strongroom.datasets.models import (
+    Dataset,
+    DatasetVersion,
+    Upload,
+    UploadFormat,
+    UploadStatus,
+    VersionStatus,
+)
+from strongroom.datasets.parquet_input import build_parquet_dataset, inspect_parquet
+from strongroom.datasets.uploads import (
+    UploadView,
+    get_upload,
+    iter_upload_plaintext,
+    open_upload_random_access,
+    upload_options,
+)
 from strongroom.db import utcnow
 from strongroom.deployment import Deployment
 from strongroom.errors import NotFound
@@ -61,14 +82,39 @@ def _tenant(session: Session, tenant_id: str) -> Tenant:
     return tenant
 
 
+def _overrides(dataset: Dataset, overrides: SchemaOverrides | None) -> SchemaOverrides:
+    if overrides is None:
+        return SchemaOverrides(key_column=dataset.key_column)
+    return overrides
+
+
+def preflight(
+    session: Session, deployment: Deployment, tenant: Tenant, upload: Upload,
+    overrides: SchemaOverrides,
+) -> None:
+    """Refuse, before any version exists, an upload whose first block (CSV) or footer
+    (Parquet) already shows it cannot be built: empty, not Parquet, a bad header, too
+    many columns, a wrong delimiter, an unsupported column type, unknown override names."""
+    ring = deployment.keys.tenant_ring(session, tenant.id)
+    if upload.format == UploadFormat.PARQUET.value:
+        with open_upload_random_access(session, deployment.store, ring, tenant, upload) as view:
+            inspect_parquet(view, view.length, overrides)
+        return
+    chunks = iter_upload_plaintext(session, deployment.store, ring, tenant, upload)
+    with contextlib.closing(chunks):
+        head = ChunkReader(chunks).read_up_to(BLOCK_BYTES)
+    check_csv_head(head, upload_options(upload), overrides)
+
+
 def start_build(
     session: Session, deployment: Deployment, tenant: Tenant, actor: Actor, dataset_id: str,
-    upload_id: str,
+    upload_id: str, *, overrides: SchemaOverrides | None = None,
 ) -> DatasetVersion:
-    """Record a new *building* version of the dataset from a complete CSV upload.
+    """Record a new *building* version of the dataset from a complete CSV or Parquet upload.
 
     Refuses a dataset locked against builds (:class:`DatasetLocked`), a dataset
-    already building, and an upload that is not complete.
+    already building, an upload that is not complete, and (by :func:`preflight`)
+    an upload whose head already shows it cannot be built.
     """
     require_active(tenant)
     dataset = get_dataset(session, tenant, dataset_id, lock=True)
@@ -77,8 +123,6 @@ def start_build(
         raise DatasetLocked("the dataset is locked against builds", hint="unlock it first")
     if upload.status != UploadStatus.COMPLETE.value:
         raise UploadNotReceiving(f"the upload is {upload.status}, not complete")
-    if upload.format != UploadFormat.CSV.value:
-        raise BadUpload("only CSV uploads can be built so far")
     running = session.scalar(
         sa.select(DatasetVersion.id).where(
             DatasetVersion.dataset_id == dataset.id,
@@ -87,6 +131,7 @@ def start_build(
     )
     if running is not None:
         raise BuildRunning("a build of this dataset is already running")
+    preflight(session, deployment, tenant, upload, _overrides(dataset, overrides))
     last = session.scalar(
         sa.select(sa.func.max(DatasetVersion.number)).where(DatasetVersion.dataset_id == dataset.id)
     )
@@ -215,6 +260,40 @@ def _publish(
     return deployment.store.put(prefix, copy)
 
 
+class _Source:
+    """The upload to build, opened while the session is at hand, read after it closed."""
+
+    def __init__(
+        self, session: Session, deployment: Deployment, ring: TenantKeyRing, tenant: Tenant,
+        upload: Upload,
+    ) -> None:
+        self.view: UploadView | None = None
+        self.chunks: Generator[bytes] | None = None
+        if upload.format == UploadFormat.PARQUET.value:
+            self.view = open_upload_random_access(session, deployment.store, ring, tenant, upload)
+        else:
+            self.chunks = iter_upload_plaintext(session, deployment.store, ring, tenant, upload)
+            self.options = upload_options(upload)
+
+    def build(
+        self, crypto: ParquetCrypto, temp: Path, overrides: SchemaOverrides,
+        cancel: Callable[[], bool], progress: Callable[[int, int], None],
+    ) -> BuildReport:
+        if self.view is not None:
+            return build_parquet_dataset(self.view, self.view.length, crypto, temp,
+                                         overrides=overrides, cancel=cancel, progress=progress)
+        if self.chunks is None:
+            raise RuntimeError("an upload source is either Parquet or CSV")
+        return build_dataset(self.chunks, self.options, crypto, temp, overrides=overrides,
+                             cancel=cancel, progress=progress)
+
+    def close(self) -> None:
+        if self.view is not None:
+            self.view.close()
+        if self.chunks is not None:
+            self.chunks.close()
+
+
 def execute_build(
     deployment: Deployment, version_id: str, *, overrides: SchemaOverrides | None = None,
     on_progress: Callable[[int, int], None] | None = None,
@@ -233,18 +312,15 @@ def execute_build(
         dataset = get_dataset(session, tenant, version.dataset_id)
         upload = get_upload(session, tenant, version.upload_id)
         ring = deployment.keys.tenant_ring(session, tenant.id)
-        chunks = iter_upload_plaintext(session, deployment.store, ring, tenant, upload)
-        options = upload_options(upload)
         actor = Actor(kind="user", id=version.built_by)
-        if overrides is None and dataset.key_column:
-            overrides = SchemaOverrides(key_column=dataset.key_column)
-    temp = deployment.store.root / INCOMING / f"build-{uuid.uuid4().hex}.parquet"
+        overrides = _overrides(dataset, overrides)
+        source = _Source(session, deployment, ring, tenant, upload)
+    temp = deployment.store.root / INCOMING / f"build-{version_id}.parquet"
     blob: BlobRef | None = None
     try:
-        report = build_dataset(
-            chunks, options, ParquetCrypto(ring), temp, overrides=overrides,
-            cancel=_cancel_flag(deployment, version_id),
-            progress=_progress(deployment, version_id, on_progress),
+        report = source.build(
+            ParquetCrypto(ring), temp, overrides, _cancel_flag(deployment, version_id),
+            _progress(deployment, version_id, on_progress),
         )
         blob = _publish(deployment, tenant.id, temp, _cancel_flag(deployment, version_id))
         _finish(deployment, version_id, actor, _Finish(
@@ -272,6 +348,7 @@ def execute_build(
             ))
         raise
     finally:
+        source.close()
         temp.unlink(missing_ok=True)
         if blob is not None:  # published but never recorded: no half object
             deployment.store.delete(blob)
@@ -280,12 +357,14 @@ def execute_build(
 
 
 def _begin(
-    deployment: Deployment, tenant_id: str, dataset_id: str, upload_id: str, actor: Actor
+    deployment: Deployment, tenant_id: str, dataset_id: str, upload_id: str, actor: Actor,
+    overrides: SchemaOverrides | None,
 ) -> str:
     try:
         with deployment.transaction() as session:
             tenant = _tenant(session, tenant_id)
-            return start_build(session, deployment, tenant, actor, dataset_id, upload_id).id
+            return start_build(session, deployment, tenant, actor, dataset_id, upload_id,
+                               overrides=overrides).id
     except DatasetLocked as denial:
         # Denials are audited with their reason, in a transaction of their own.
         with deployment.transaction() as session:
@@ -302,7 +381,7 @@ def run_build(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> DatasetVersion:
     """Build the upload into a new version of the dataset, here and now; returns the version."""
-    version_id = _begin(deployment, tenant_id, dataset_id, upload_id, actor)
+    version_id = _begin(deployment, tenant_id, dataset_id, upload_id, actor, overrides)
     return execute_build(deployment, version_id, overrides=overrides, on_progress=on_progress)
 
 
@@ -320,7 +399,7 @@ class JobRunner:
         *, overrides: SchemaOverrides | None = None,
     ) -> tuple[str, concurrent.futures.Future[DatasetVersion]]:
         """Start a build: the version is recorded now (refusals raise here), built later."""
-        version_id = _begin(self.deployment, tenant_id, dataset_id, upload_id, actor)
+        version_id = _begin(self.deployment, tenant_id, dataset_id, upload_id, actor, overrides)
         future = self._pool.submit(
             execute_build, self.deployment, version_id, overrides=overrides
         )

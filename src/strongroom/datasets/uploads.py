@@ -9,18 +9,21 @@ audit trail sees it only as a keyed HMAC.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
+import io
 import json
 import re
 import uuid
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Generator, Iterable, Iterator
+from typing import Any, BinaryIO
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from strongroom.audit import Actor, EventTag, Sensitive
 from strongroom.crypto.keyring import TenantKeyRing
+from strongroom.crypto.streaming import RandomAccessOpener, object_context
 from strongroom.datasets.build import CsvOptions
 from strongroom.datasets.errors import (
     BadUpload,
@@ -32,6 +35,7 @@ from strongroom.datasets.errors import (
 from strongroom.datasets.models import Upload, UploadFormat, UploadPart, UploadStatus
 from strongroom.db import utcnow
 from strongroom.deployment import Deployment
+from strongroom.storage.errors import ObjectCorrupted
 from strongroom.storage.interfaces import BlobRef
 from strongroom.storage.local import LocalObjectStore
 from strongroom.storage.models import StoredObject
@@ -320,7 +324,7 @@ def upload_objects(session: Session, tenant: Tenant, upload: Upload) -> list[Sto
 
 def iter_upload_plaintext(
     session: Session, store: LocalObjectStore, ring: TenantKeyRing, tenant: Tenant, upload: Upload
-) -> Iterator[bytes]:
+) -> Generator[bytes]:
     """The upload's decrypted bytes across its parts in order, never written to disk.
 
     The parts are looked up now, in ``session``; the bytes are read as the
@@ -328,8 +332,95 @@ def iter_upload_plaintext(
     """
     objects = upload_objects(session, tenant, upload)
 
-    def stream() -> Iterator[bytes]:
+    def stream() -> Generator[bytes]:
         for record in objects:
             yield from read_object(store, ring, record)
 
     return stream()
+
+
+class UploadView(io.RawIOBase):
+    """The upload's plaintext as one seekable, read-only file over its encrypted parts.
+
+    Each part is an object of its own; reads decrypt only the segments they
+    touch (:class:`~strongroom.crypto.streaming.RandomAccessOpener`). For
+    readers that need to seek, such as ``pyarrow.parquet.ParquetFile``.
+    """
+
+    def __init__(self, parts: list[RandomAccessOpener], handles: list[BinaryIO]) -> None:
+        super().__init__()
+        self._parts = parts
+        self._handles = handles
+        self._starts: list[int] = []
+        total = 0
+        for part in parts:
+            self._starts.append(total)
+            total += part.length
+        self.length = total
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.length}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._position = base + offset
+        return self._position
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        view = memoryview(buffer).cast("B")
+        filled = 0
+        while filled < len(view) and self._position < self.length:
+            index = bisect.bisect_right(self._starts, self._position) - 1
+            part = self._parts[index]
+            part.seek(self._position - self._starts[index])
+            count = part.readinto(view[filled:])
+            if not count:
+                break
+            filled += count
+            self._position += count
+        return filled
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.close()
+        super().close()
+
+
+def _open_part(ring: TenantKeyRing, record: StoredObject, handle: BinaryIO) -> RandomAccessOpener:
+    data_key = ring.open_data_key(record.wrapped_key, record.id)
+    context = object_context(ring.environment, record.tenant_id, record.id)
+    part = data_key.open_random_access(context, handle, record.size)
+    if part.length != record.plaintext_size:
+        raise ObjectCorrupted("an upload part is not the size it was recorded with")
+    return part
+
+
+def open_upload_random_access(
+    session: Session, store: LocalObjectStore, ring: TenantKeyRing, tenant: Tenant, upload: Upload
+) -> UploadView:
+    """A seekable plaintext view of the upload; close it when done.
+
+    Every part's stored bytes are first checked against their recorded digest;
+    each segment read is then authenticated as it is decrypted, in memory.
+    """
+    handles: list[BinaryIO] = []
+    parts: list[RandomAccessOpener] = []
+    try:
+        for record in upload_objects(session, tenant, upload):
+            ref = BlobRef(record.tenant_id, record.digest, record.size)
+            handles.append(store.verified_path(ref).open("rb"))
+            parts.append(_open_part(ring, record, handles[-1]))
+    except BaseException:
+        for opened in handles:
+            opened.close()
+        raise
+    return UploadView(parts, handles)
