@@ -13,6 +13,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
@@ -27,6 +28,9 @@ from strongroom.crypto.keystore import KeyStore
 from strongroom.errors import ConfigurationError
 from strongroom.storage.local import LocalObjectStore
 
+if TYPE_CHECKING:
+    from strongroom.analysis.cache import QueryCache
+
 
 @dataclasses.dataclass
 class Deployment:
@@ -36,6 +40,8 @@ class Deployment:
     keys: KeyStore
     store: LocalObjectStore
     audit: AuditTrail
+    # Made on first query by analysis.cache.deployment_query_cache; holds decrypted data.
+    query_cache: QueryCache | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -43,6 +49,8 @@ class Deployment:
             yield session
 
     def close(self) -> None:
+        if self.query_cache is not None:
+            self.query_cache.close()
         self.engine.dispose()
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import duckdb
@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from strongroom.analysis._values import COLUMN_TYPES, ColumnType
+from strongroom.analysis.cache import QueryCache, deployment_query_cache
 from strongroom.analysis.engine import EncryptedTable, open_sandbox
 from strongroom.analysis.selections import DatasetSchema, Schema, quote_identifier, table_name
 from strongroom.crypto.parquet import ParquetCrypto
@@ -47,6 +48,7 @@ __all__ = [
     "VersionInfo",
     "query_sandbox",
     "queryable_name",
+    "ready_dataset_names",
     "resolve_datasets",
 ]
 
@@ -74,6 +76,8 @@ class Resolved:
     personal: dict[str, frozenset[str]]
     columns: dict[str, dict[str, ColumnType]]
     keys: dict[str, str]
+    # The deployment's cache of loaded tenant databases (None: off); see query_sandbox.
+    cache: QueryCache | None = field(default=None, repr=False, compare=False)
 
     def has_personal(self) -> bool:
         return any(self.personal.values())
@@ -174,7 +178,20 @@ def resolve_datasets(
         tables[name] = EncryptedTable(deployment.store.verified_path(blob), ParquetCrypto(ring))
         versions[name] = VersionInfo(version.id, version.number, int(version.row_count or 0),
                                      dataset.id)
-    return Resolved(tenant.id, Schema(schemas), tables, versions, personal, columns, keys)
+    return Resolved(tenant.id, Schema(schemas), tables, versions, personal, columns, keys,
+                    cache=deployment_query_cache(deployment))
+
+
+def ready_dataset_names(session: Session, tenant: Tenant) -> set[str]:
+    """Names of the tenant's live, queryable datasets with a ready version (no file is read)."""
+    stmt = (
+        sa.select(Dataset.name)
+        .join(DatasetVersion, DatasetVersion.dataset_id == Dataset.id)
+        .where(Dataset.tenant_id == tenant.id, Dataset.deleted_at.is_(None),
+               DatasetVersion.status == VersionStatus.READY.value)
+        .distinct()
+    )
+    return {name for name in session.scalars(stmt) if queryable_name(name)}
 
 
 def _register_masked(
@@ -208,6 +225,13 @@ def query_sandbox(
     through :func:`strongroom.analysis.engine.run_query` or ``cursor()``.
     """
     masked = {n: cols for n, cols in resolved.personal.items() if cols} if mask_personal else {}
+    if resolved.cache is not None and not masked:
+        # A cursor of the tenant's loaded database for exactly these versions (or, until it
+        # has loaded, the lazy sandbox below). Masking stays lazy: the cache holds clear values.
+        versions = {name: info.id for name, info in resolved.versions.items()}
+        with resolved.cache.connection(resolved.tenant_id, resolved.tables, versions) as cached:
+            yield cached
+        return
     plain = {n: t for n, t in resolved.tables.items() if n not in masked}
     conn = open_sandbox(plain)
     try:
