@@ -263,6 +263,17 @@ REGISTRY: tuple[Setting, ...] = (
         minimum=0, maximum=365,
     ),
     Setting(
+        "dataset_recovery_days", int, 14,
+        "Days a deleted dataset stays restorable before it is purged with its files and keys.",
+        maximum=3650,
+    ),
+    Setting(
+        "upload_abandon_hours", int, 48,
+        "An upload still receiving chunks after this many idle hours is aborted and its "
+        "encrypted parts removed (by the maintenance thread of `serve`).",
+        maximum=24 * 365,
+    ),
+    Setting(
         "export_cap_rows_per_hour", int, 100_000,
         "Default operator cap: rows one tenant may export in any rolling hour "
         "(`tenant export-caps` sets it per tenant; tenant admins set limits within it).",
@@ -382,6 +393,8 @@ class Settings:
     backup_hour: int
     backup_weekday: int
     tenant_deletion_delay_days: int
+    dataset_recovery_days: int
+    upload_abandon_hours: int
     export_cap_rows_per_hour: int
     export_cap_rows_per_day: int
     export_cap_bytes_per_hour: int

@@ -73,6 +73,9 @@ class EventTag(StrEnum):
     DATASET_UNLOCK = "user:dataset:unlock"
     DATASET_BUILD_FINISH = "user:dataset:build-finish"
     DATASET_BUILD_CANCEL = "user:dataset:build-cancel"
+    DATASET_BUILD_INTERRUPTED = "system:dataset:build-interrupted"
+    DATASET_UPLOAD_ABANDON = "system:dataset:upload-abandon"
+    DATASET_MAINTENANCE = "system:dataset:maintenance"
     ANALYSIS_COUNT = "user:analysis:count"
     ANALYSIS_CUBE = "user:analysis:cube"
     ANALYSIS_PREVIEW = "user:analysis:preview"
@@ -158,6 +161,9 @@ TAG_CLASS: dict[EventTag, EventClass] = {
     EventTag.DATASET_UNLOCK: EventClass.ADMINISTRATION,
     EventTag.DATASET_BUILD_FINISH: EventClass.ADMINISTRATION,
     EventTag.DATASET_BUILD_CANCEL: EventClass.ADMINISTRATION,
+    EventTag.DATASET_BUILD_INTERRUPTED: EventClass.ADMINISTRATION,
+    EventTag.DATASET_UPLOAD_ABANDON: EventClass.ADMINISTRATION,
+    EventTag.DATASET_MAINTENANCE: EventClass.ADMINISTRATION,
     EventTag.ANALYSIS_COUNT: EventClass.ROUTINE,
     EventTag.ANALYSIS_CUBE: EventClass.ROUTINE,
     EventTag.ANALYSIS_PREVIEW: EventClass.ROUTINE,
