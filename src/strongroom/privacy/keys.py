@@ -118,8 +118,8 @@ def _insert_first(session: Session, ring: TenantKeyRing, tenant_id: str) -> bool
         statement = sqlite.insert(PseudonymKeyRecord).values(values).on_conflict_do_nothing(
             index_elements=["tenant_id", "version"]
         )
-    result = session.execute(statement)
-    return bool(getattr(result, "rowcount", 0))
+    # RETURNING, not rowcount: it names a row only when this statement inserted one.
+    return session.execute(statement.returning(PseudonymKeyRecord.id)).first() is not None
 
 
 def privacy_keys(session: Session, deployment: Deployment, tenant_id: str) -> PrivacyKeys:
