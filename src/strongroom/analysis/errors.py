@@ -6,7 +6,7 @@ operator, never a value the client sent: values may be personal data.
 
 from __future__ import annotations
 
-from strongroom.errors import InvalidInput
+from strongroom.errors import Conflict, Forbidden, InvalidInput, NotFound
 
 
 class InvalidSelection(InvalidInput):
@@ -28,3 +28,20 @@ class TooManyCells(InvalidCube):
 
     slug = "too-many-cells"
     title = "Too many cells"
+
+
+class PersonalDataRefused(Forbidden):
+    """A selection, cube or query that would read personal columns the role may not see."""
+
+    slug = "personal-data"
+    title = "Personal data not available to your role"
+
+
+class SelectionNotFound(NotFound):
+    slug = "selection-not-found"
+    title = "Saved selection not found"
+
+
+class SelectionExists(Conflict):
+    slug = "selection-exists"
+    title = "Saved selection exists"

@@ -108,11 +108,14 @@ class LoginThrottle(Base):
 
 
 class TenantPolicy(Base):
-    """Per-tenant access policy set by its admins: MFA requirement and IP allow-list."""
+    """Per-tenant access policy set by its admins: MFA, IP allow-list, minimum cube cell."""
 
     __tablename__ = "tenant_policies"
 
     tenant_id: Mapped[str] = mapped_column(sa.ForeignKey("tenants.id"), primary_key=True)
     require_mfa: Mapped[bool] = mapped_column(default=False)
     allowlist: Mapped[str] = mapped_column(sa.Text, default="[]")
+    # Cube cells counting fewer rows are suppressed for viewers (analysts and admins see
+    # record-level data anyway, so suppression would protect nothing from them).
+    min_cell_count: Mapped[int] = mapped_column(sa.Integer, default=5, server_default="5")
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

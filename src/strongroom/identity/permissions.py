@@ -14,6 +14,7 @@ class Permission(StrEnum):
     COUNT = "data:count"  # counts and cubes, no record-level data
     ANALYSE = "data:analyse"  # upload, build, preview, SQL
     EXPORT = "data:export"
+    PERSONAL_VIEW = "data:personal"  # see personal columns unmasked (preview, SQL, selections)
     USERS_MANAGE = "users:manage"
     POLICY_MANAGE = "policy:manage"
     AUDIT_READ = "audit:read"
@@ -22,7 +23,10 @@ class Permission(StrEnum):
 
 _VIEWER = frozenset({Permission.AUTHENTICATED, Permission.COUNT})
 _ANALYST = _VIEWER | {Permission.ANALYSE, Permission.EXPORT}
-_ADMIN = _ANALYST | {Permission.USERS_MANAGE, Permission.POLICY_MANAGE, Permission.AUDIT_READ}
+_ADMIN = _ANALYST | {
+    Permission.USERS_MANAGE, Permission.POLICY_MANAGE, Permission.AUDIT_READ,
+    Permission.PERSONAL_VIEW,
+}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.VIEWER: _VIEWER,

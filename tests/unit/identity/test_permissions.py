@@ -20,7 +20,8 @@ def test_each_role_holds_what_the_design_says() -> None:
     assert ROLE_PERMISSIONS[Role.ANALYST] == ROLE_PERMISSIONS[Role.VIEWER] | {
         Permission.ANALYSE, Permission.EXPORT}
     assert ROLE_PERMISSIONS[Role.ADMIN] == ROLE_PERMISSIONS[Role.ANALYST] | {
-        Permission.USERS_MANAGE, Permission.POLICY_MANAGE, Permission.AUDIT_READ}
+        Permission.USERS_MANAGE, Permission.POLICY_MANAGE, Permission.AUDIT_READ,
+        Permission.PERSONAL_VIEW}
 
 
 @pytest.mark.parametrize("role", list(Role))

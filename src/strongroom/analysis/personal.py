@@ -1,0 +1,67 @@
+"""Which personal columns a selection or cube would read, named by their place.
+
+A role without :attr:`~strongroom.identity.permissions.Permission.PERSONAL_VIEW`
+may count and cube, but not filter on, group by or aggregate a personal column:
+each of those can be turned into a question about one person's value ("is
+there a customer with this e-mail?"). Joining on a personal *key* in a linked
+condition is allowed, since it compares two stored values and reveals neither.
+
+Run these on specifications that already compiled, so their shape is known good.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+from strongroom.analysis.errors import PersonalDataRefused
+
+
+def _fields(node: object, dataset: str, path: str) -> Iterator[tuple[str, str, str]]:
+    """(place, dataset, field) for every field a selection's conditions test."""
+    if not isinstance(node, dict):
+        return
+    if "field" in node:
+        yield path, dataset, str(node["field"])
+    for kind in ("and", "or"):
+        for i, child in enumerate(node.get(kind) or []):
+            yield from _fields(child, dataset, f"{path}.{kind}[{i}]")
+    if "not" in node:
+        yield from _fields(node["not"], dataset, f"{path}.not")
+    linked = node.get("linked")
+    if isinstance(linked, dict) and linked.get("where") is not None:
+        yield from _fields(linked["where"], str(linked.get("dataset")), f"{path}.linked.where")
+
+
+def _refuse(places: list[str]) -> None:
+    if places:
+        raise PersonalDataRefused(
+            f"{places[0]}: the field is personal data, which your role may not select on, "
+            "group by or aggregate",
+            hint="ask an admin, or use fields that are not personal",
+        )
+
+
+def check_selection(
+    selection: object, base: str, personal: Mapping[str, frozenset[str]], path: str = "selection"
+) -> None:
+    """Refuse a selection that tests a personal column of any dataset it reaches."""
+    _refuse([
+        f'{place} (field "{name}")'
+        for place, dataset, name in _fields(selection, base, path)
+        if name in personal.get(dataset, frozenset())
+    ])
+
+
+def check_cube(spec: Mapping[str, object], personal: Mapping[str, frozenset[str]]) -> None:
+    """Refuse a cube whose dimensions, measures or selection read a personal column."""
+    base = str(spec["dataset"])
+    secret = personal.get(base, frozenset())
+    places = []
+    for part in ("dimensions", "measures"):
+        items = spec.get(part)
+        for i, item in enumerate(items if isinstance(items, list) else []):
+            if isinstance(item, dict) and item.get("field") in secret:
+                places.append(f'cube.{part}[{i}] (field "{item["field"]}")')
+    _refuse(places)
+    if spec.get("selection") is not None:
+        check_selection(spec["selection"], base, personal, "selection")
