@@ -20,6 +20,7 @@ from strongroom.firewall.addresses import parse_networks
 from strongroom.firewall.ratelimit import RateLimiter
 from strongroom.web import health, operator
 from strongroom.web.api import (
+    analysis,
     audit,
     datasets,
     exports,
@@ -36,7 +37,7 @@ from strongroom.web.problems import ProblemMiddleware, install_handlers
 
 TENANT_ROUTERS: tuple[APIRouter, ...] = (
     health.router, session.router, users.router, tokens.router, policy.router, audit.router,
-    telemetry.router, uploads.router, datasets.router, exports.router,
+    telemetry.router, uploads.router, datasets.router, analysis.router, exports.router,
 )
 OPERATOR_ROUTERS: tuple[APIRouter, ...] = (health.router, operator.router)
 

@@ -9,6 +9,7 @@ sent) and a chosen client address. Argon2id, the database and the audit trail ar
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import itertools
 import time
 import uuid
@@ -24,6 +25,8 @@ from fastapi.routing import iter_route_contexts
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
+from strongroom.analysis import saved
+from strongroom.analysis.selections import DatasetSchema, Schema
 from strongroom.audit import Actor
 from strongroom.audit.models import AuditEvent
 from strongroom.config import Environment, load_settings
@@ -58,6 +61,7 @@ class Account:
     password: str
     token: str
     token_id: str
+    selection_id: str = ""  # a saved selection of the account's tenant
     # The tenant's dataset objects: an upload still receiving, a dataset and its version.
     upload_id: str = ""
     dataset_id: str = ""
@@ -138,7 +142,8 @@ def build_world(home: Path, database_url: str, **settings: object) -> World:
                                             PASSWORD)
                 secret, token = tokens.create_token(session, user, "script", role, 30, 90)
                 accounts[(slug, role)] = Account(slug, tenant.id, role, user.id, email,
-                                                 PASSWORD, secret, token.id)
+                                                 PASSWORD, secret, token.id,
+                                                 _saved_selection(deployment, session, tenant))
     data = {slug: _dataset_objects(deployment, slug) for slug in TENANTS}
     accounts = {key: dataclasses.replace(account, **data[account.tenant])
                 for key, account in accounts.items()}
@@ -185,6 +190,20 @@ def _export_id(deployment: Deployment, account: Account) -> str:
     spec = ExportSpec(dataset="matrix", columns=[{"name": "id"}, {"name": "amount"}])
     return create_export(deployment, Requester(account.tenant_id, account.user_id, actor, True),
                          spec).export.id
+
+
+# The schema a saved selection of the world is checked against; no dataset needs to exist.
+_SELECTION_SCHEMA = Schema({"customers": DatasetSchema({"id": "integer"}, "id")})
+
+
+def _saved_selection(deployment: Deployment, session: Session, tenant: Tenant) -> str:
+    """The id of the tenant's saved selection "matrix", made on first use."""
+    for found in saved.list_selections(session, tenant):
+        return found.id
+    return saved.create_selection(
+        session, deployment, tenant, Actor.system(), name="matrix", dataset="customers",
+        selection={"field": "id", "op": "gt", "value": 0}, schema=_SELECTION_SCHEMA,
+        today=dt.date(2026, 1, 1)).id
 
 
 # -- requests -----------------------------------------------------------------------------------

@@ -49,6 +49,14 @@ SAMPLE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/tokens"): {"name": "matrix", "days": 1},
     ("PUT", "/api/v1/policy"): {"require_mfa": False},
     ("PUT", "/api/v1/me/telemetry"): {"insider": False},
+    ("POST", "/api/v1/count"): {"dataset": "customers", "selection": None},
+    ("POST", "/api/v1/cubes"): {"dataset": "customers", "dimensions": [{"field": "id"}]},
+    ("POST", "/api/v1/preview"): {"dataset": "customers", "limit": 5},
+    ("POST", "/api/v1/sql"): {"sql": "SELECT 1"},
+    ("POST", "/api/v1/selections"): {"name": "matrix-2", "dataset": "customers",
+                                     "selection": {"field": "id", "op": "gt", "value": 1}},
+    ("PUT", "/api/v1/selections/{selection_id}"): {
+        "selection": {"field": "id", "op": "gt", "value": 2}},
     ("POST", "/api/v1/uploads"): {"filename": "matrix.csv", "format": "csv", "size": 10,
                                   "csv": {"delimiter": ";"}},
     ("POST", "/api/v1/datasets"): {"name": "matrix-2", "key_column": None},
@@ -68,6 +76,7 @@ SAMPLE_QUERIES: dict[tuple[str, str], dict[str, Any]] = {
 ID_OF: dict[str, Callable[[Account], str]] = {
     "user_id": lambda account: account.user_id,
     "token_id": lambda account: account.token_id,
+    "selection_id": lambda account: account.selection_id,
     "upload_id": lambda account: account.upload_id,
     "dataset_id": lambda account: account.dataset_id,
     "version_id": lambda account: account.version_id,

@@ -134,12 +134,15 @@ class TokenCreated(TokenOut):
 class PolicyOut(BaseModel):
     require_mfa: bool
     ip_allowlist: list[str]
+    min_cell_count: int = Field(description="Cube cells counting fewer rows are suppressed "
+                                "for viewers")
     updated_at: dt.datetime
 
 
 class PolicyUpdate(Strict):
     require_mfa: StrictBool | None = None
     ip_allowlist: list[str] | None = Field(default=None, max_length=100)
+    min_cell_count: StrictInt | None = Field(default=None, ge=1, le=1_000_000)
 
 
 class AuditEventOut(BaseModel):
