@@ -46,7 +46,9 @@ class LimitAboveCap(InvalidInput):
 class ExportQuotaExceeded(StrongroomError):
     """The export would take the user or tenant over a velocity limit: retry later.
 
-    ``members`` go into the problem document as they are: which limits, what remains.
+    The problem document carries ``exceeded`` (each limit passed: scope, window,
+    measure, limit, used, requested) and ``remaining`` ({scope: {window: {measure:
+    {limit, used, remaining}}}}); the Retry-After header says when it would fit.
     """
 
     status = 429
@@ -54,11 +56,13 @@ class ExportQuotaExceeded(StrongroomError):
     title = "Export velocity limit reached"
 
     def __init__(
-        self, detail: str, *, retry_after: int, members: dict[str, Any], hint: str | None = None
+        self, detail: str, *, retry_after: int, exceeded: list[dict[str, Any]],
+        remaining: dict[str, Any], hint: str | None = None,
     ) -> None:
         super().__init__(detail, hint=hint)
         self.retry_after = retry_after
-        self.members = members
+        self.exceeded = exceeded
+        self.remaining = remaining
 
 
 class ExportTooLarge(InvalidInput):
@@ -67,6 +71,10 @@ class ExportTooLarge(InvalidInput):
     slug = "export-too-large"
     title = "Export larger than a velocity limit"
 
-    def __init__(self, detail: str, *, members: dict[str, Any], hint: str | None = None) -> None:
+    def __init__(
+        self, detail: str, *, exceeded: list[dict[str, Any]], remaining: dict[str, Any],
+        hint: str | None = None,
+    ) -> None:
         super().__init__(detail, hint=hint)
-        self.members = members
+        self.exceeded = exceeded
+        self.remaining = remaining

@@ -463,25 +463,23 @@ def refuse(
     """Audit and count a refusal (in the caller's transaction, which must commit), raise an
     alert on every Nth refusal of the user within an hour, and return the error to raise."""
     too_large = [e for e in refusal.excesses if e.retry_after is None]
-    error: ExportQuotaExceeded | ExportTooLarge
-    members: dict[str, Any] = {
-        "exceeded": [e.as_dict() for e in refusal.excesses],
-        "remaining": refusal.remaining,
-    }
+    exceeded = [e.as_dict() for e in refusal.excesses]
     first = (too_large or refusal.excesses)[0]
     what = (f"{first.scope.value} limit of {first.limit} {first.metric.value} per "
             f"{first.window.value}")
+    error: ExportQuotaExceeded | ExportTooLarge
+    retry: int | None = None
     if too_large:
         error = ExportTooLarge(
             f"this export alone ({first.requested} {first.metric.value}) is over the {what}",
-            members=members, hint="narrow the selection, or ask a tenant admin about limits",
+            exceeded=exceeded, remaining=refusal.remaining,
+            hint="narrow the selection, or ask a tenant admin about limits",
         )
     else:
         retry = max(e.retry_after or 0 for e in refusal.excesses)
-        members["retry_after"] = retry
         error = ExportQuotaExceeded(
-            f"this export would pass the {what}; {first.limit - first.used} remain",
-            retry_after=retry, members=members,
+            f"this export would pass the {what}; {max(0, first.limit - first.used)} remain",
+            retry_after=retry, exceeded=exceeded, remaining=refusal.remaining,
             hint=f"retry in {retry} seconds, or export less",
         )
     session.add(ExportRefusal(id=uuid.uuid4().hex, tenant_id=tenant_id, user_id=user_id,
@@ -490,7 +488,7 @@ def refuse(
     audit.record_event(
         session, EventTag.EXPORT_CREATE, actor=actor, tenant=tenant_id,
         outcome=Outcome.DENIED, reason=error.slug,
-        details={"exceeded": members["exceeded"], "retry_after": members.get("retry_after")},
+        details={"exceeded": exceeded, "retry_after": retry},
     )
     recent = int(session.scalar(
         sa.select(sa.func.count()).select_from(ExportRefusal).where(
