@@ -22,7 +22,7 @@ from starlette.requests import ClientDisconnect
 
 from strongroom.datasets import uploads
 from strongroom.datasets.errors import BadUpload, UploadTooLarge
-from strongroom.datasets.models import Upload
+from strongroom.datasets.models import Upload, UploadStatus
 from strongroom.errors import StrongroomError
 from strongroom.identity.errors import PermissionDenied
 from strongroom.identity.permissions import Permission
@@ -140,8 +140,11 @@ def _append(request: Request, principal: Principal, upload_id: str, offset: int)
         tenant = tenant_of(session, principal)
         state = uploads.upload_status(session, tenant, upload_id)
         limit = min(state.max_bytes, state.declared_size or state.max_bytes)
-        # A declared length over what is left is refused before a byte is read.
-        if offset == state.received_bytes and length is not None and offset + length > limit:
+        # A declared length over what is left is refused before a byte is read (the offset
+        # and the upload's state are append_chunk's to refuse first).
+        receiving = state.status == UploadStatus.RECEIVING.value
+        if (receiving and offset == state.received_bytes and length is not None
+                and offset + length > limit):
             raise UploadTooLarge(f"the upload is over this tenant's limit of {limit} bytes")
         uploads.append_chunk(session, dep, tenant, principal.actor(), upload_id, offset,
                              _body_pieces(request.stream()))
