@@ -133,9 +133,10 @@ def limits(
 
 
 def _register_deletion() -> None:
-    from strongroom.cli import tenant_deletion
+    from strongroom.cli import tenant_clone, tenant_deletion
 
     tenant_deletion.register(app)
+    tenant_clone.register(app)
 
 
 _register_deletion()

@@ -1,9 +1,9 @@
 """The dataset catalog: datasets, their versions, soft delete, restore, purge, build locks.
 
 Delete is soft: a deleted dataset keeps its versions and can be restored
-within a recovery window; after that :func:`purge_expired` removes its rows
-and its versions' encrypted Parquet files (whose data keys live, wrapped, in
-the files' own footers, so they go with them).
+within a recovery window (the setting dataset_recovery_days); after that
+:func:`purge_expired` removes its rows and its versions' encrypted Parquet files
+(whose data keys live, wrapped, in the files' own footers, so they go with them).
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ from strongroom.storage.interfaces import BlobRef
 from strongroom.tenancy.models import Tenant
 from strongroom.tenancy.services import require_active
 
+# The default of the setting dataset_recovery_days, which delete_dataset uses when no
+# window is given; kept for callers that name it.
 RECOVERY_WINDOW = dt.timedelta(days=14)
 NAME_MAX = 100
 _ID = re.compile(r"[0-9a-f]{32}")
@@ -169,9 +171,10 @@ def _building(session: Session, dataset: Dataset) -> bool:
 
 def delete_dataset(
     session: Session, deployment: Deployment, tenant: Tenant, actor: Actor, dataset_id: str,
-    *, confirm_name: str, now: dt.datetime | None = None, window: dt.timedelta = RECOVERY_WINDOW,
+    *, confirm_name: str, now: dt.datetime | None = None, window: dt.timedelta | None = None,
 ) -> Dataset:
-    """Soft-delete a dataset; its name must be typed back. Restorable for ``window``."""
+    """Soft-delete a dataset; its name must be typed back. Restorable for ``window``
+    (default: the setting dataset_recovery_days)."""
     require_active(tenant)
     dataset = get_dataset(session, tenant, dataset_id, lock=True)
     if confirm_name != dataset.name:
@@ -183,6 +186,8 @@ def delete_dataset(
         raise BuildRunning("a build of this dataset is running", hint="cancel it first")
     moment = now or utcnow()
     dataset.deleted_at = moment
+    if window is None:
+        window = dt.timedelta(days=deployment.settings.dataset_recovery_days)
     dataset.purge_after = moment + window
     _audit(session, deployment, EventTag.DATASET_DELETE, actor, dataset,
            purge_after=dataset.purge_after.isoformat())

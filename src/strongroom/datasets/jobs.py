@@ -14,9 +14,12 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import fcntl
 import json
 import logging
+import os
 import shutil
+import threading
 import uuid
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -71,7 +74,65 @@ from strongroom.tenancy.services import require_active
 
 logger = logging.getLogger("strongroom.datasets")
 REASON_MAX = 200
-INCOMING = ".incoming"  # the object store's area for unpublished writes (cleared at start)
+BUILDS = ".builds"  # beside the object store's areas: build locks and unfinished outputs
+
+
+def builds_dir(deployment: Deployment) -> Path:
+    """Where builds keep their lock files and unfinished (encrypted) output."""
+    directory = deployment.store.root / BUILDS
+    directory.mkdir(mode=0o700, exist_ok=True)
+    return directory
+
+
+class BuildLocks:
+    """The builds this process may run, each holding an exclusive lock on its lock file.
+
+    The kernel drops a lock when its process dies, so a *building* version
+    whose lock nobody holds was left by a dead process
+    (:func:`strongroom.datasets.maintenance.recover_interrupted_builds`). The lock
+    is taken before the version is committed, so there is no moment at which a
+    live build looks dead.
+    """
+
+    _held: dict[str, int] = {}  # noqa: RUF012 - process-wide on purpose
+    _guard = threading.Lock()
+
+    @classmethod
+    def hold(cls, deployment: Deployment, version_id: str) -> None:
+        with cls._guard:
+            if version_id in cls._held:
+                return
+            fd = os.open(builds_dir(deployment) / f"{version_id}.lock",
+                         os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise BuildRunning("this build is running in another process") from None
+            cls._held[version_id] = fd
+
+    @classmethod
+    def release(cls, deployment: Deployment, version_id: str) -> None:
+        with cls._guard:
+            fd = cls._held.pop(version_id, None)
+            if fd is not None:
+                (builds_dir(deployment) / f"{version_id}.lock").unlink(missing_ok=True)
+                os.close(fd)
+
+    @staticmethod
+    def alive(deployment: Deployment, version_id: str) -> bool:
+        """Whether some live process (this one included) holds the build's lock."""
+        try:
+            fd = os.open(builds_dir(deployment) / f"{version_id}.lock", os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
 
 
 def _tenant(session: Session, tenant_id: str) -> Tenant:
@@ -135,9 +196,24 @@ def start_build(
     last = session.scalar(
         sa.select(sa.func.max(DatasetVersion.number)).where(DatasetVersion.dataset_id == dataset.id)
     )
+    version_id = uuid.uuid4().hex
+    # Held by this process until the build ends; the caller releases it if the commit fails.
+    BuildLocks.hold(deployment, version_id)
+    try:
+        return _record_version(session, deployment, tenant, actor, dataset, upload, version_id,
+                               int(last or 0) + 1)
+    except BaseException:
+        BuildLocks.release(deployment, version_id)
+        raise
+
+
+def _record_version(
+    session: Session, deployment: Deployment, tenant: Tenant, actor: Actor, dataset: Dataset,
+    upload: Upload, version_id: str, number: int,
+) -> DatasetVersion:
     version = DatasetVersion(
-        id=uuid.uuid4().hex, tenant_id=tenant.id, dataset_id=dataset.id,
-        number=int(last or 0) + 1, status=VersionStatus.BUILDING.value, upload_id=upload.id,
+        id=version_id, tenant_id=tenant.id, dataset_id=dataset.id,
+        number=number, status=VersionStatus.BUILDING.value, upload_id=upload.id,
         built_by=actor.id, started_at=utcnow(), progress_rows=0, progress_bytes=0,
         cancel_requested=False,
     )
@@ -315,8 +391,13 @@ def execute_build(
         actor = Actor(kind="user", id=version.built_by)
         overrides = _overrides(dataset, overrides)
         source = _Source(session, deployment, ring, tenant, upload)
-    temp = deployment.store.root / INCOMING / f"build-{version_id}.parquet"
+    temp = builds_dir(deployment) / f"{version_id}.parquet"
     blob: BlobRef | None = None
+    try:
+        BuildLocks.hold(deployment, version_id)  # already held when started in this process
+    except BaseException:
+        source.close()
+        raise
     try:
         report = source.build(
             ParquetCrypto(ring), temp, overrides, _cancel_flag(deployment, version_id),
@@ -352,6 +433,7 @@ def execute_build(
         temp.unlink(missing_ok=True)
         if blob is not None:  # published but never recorded: no half object
             deployment.store.delete(blob)
+        BuildLocks.release(deployment, version_id)
     with deployment.transaction() as session:
         return session.get_one(DatasetVersion, version_id)
 
@@ -360,11 +442,12 @@ def _begin(
     deployment: Deployment, tenant_id: str, dataset_id: str, upload_id: str, actor: Actor,
     overrides: SchemaOverrides | None,
 ) -> str:
+    version_id: str | None = None
     try:
         with deployment.transaction() as session:
             tenant = _tenant(session, tenant_id)
-            return start_build(session, deployment, tenant, actor, dataset_id, upload_id,
-                               overrides=overrides).id
+            version_id = start_build(session, deployment, tenant, actor, dataset_id, upload_id,
+                                     overrides=overrides).id
     except DatasetLocked as denial:
         # Denials are audited with their reason, in a transaction of their own.
         with deployment.transaction() as session:
@@ -373,6 +456,11 @@ def _begin(
                 target=dataset_id, outcome=Outcome.DENIED, reason=denial.slug,
             )
         raise
+    except BaseException:
+        if version_id is not None:  # recorded, then the commit failed: no build will run
+            BuildLocks.release(deployment, version_id)
+        raise
+    return version_id
 
 
 def run_build(

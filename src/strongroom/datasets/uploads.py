@@ -277,7 +277,8 @@ def complete_upload(
 
 
 def abort_upload(
-    session: Session, deployment: Deployment, tenant: Tenant, actor: Actor, upload_id: str
+    session: Session, deployment: Deployment, tenant: Tenant, actor: Actor, upload_id: str,
+    *, tag: EventTag = EventTag.DATASET_UPLOAD_ABORT,
 ) -> list[StoredObject]:
     """Abort a receiving upload and drop its parts' rows.
 
@@ -297,7 +298,7 @@ def abort_upload(
     upload.finished_at = utcnow()
     upload.received_bytes = 0
     deployment.audit.record_event(
-        session, EventTag.DATASET_UPLOAD_ABORT, actor=actor, tenant=tenant.id, target=upload.id,
+        session, tag, actor=actor, tenant=tenant.id, target=upload.id,
         details={"parts": len(parts)},
     )
     return objects

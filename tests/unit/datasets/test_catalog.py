@@ -37,7 +37,7 @@ def create(deployment: Deployment, tenant: Tenant, name: str = "customers") -> s
 
 
 def delete(deployment: Deployment, tenant: Tenant, dataset_id: str, confirm: str,
-           now: dt.datetime = T0, window: dt.timedelta = catalog.RECOVERY_WINDOW) -> Dataset:
+           now: dt.datetime = T0, window: dt.timedelta | None = None) -> Dataset:
     with deployment.transaction() as session:
         return catalog.delete_dataset(session, deployment, tenant, ANALYST, dataset_id,
                                       confirm_name=confirm, now=now, window=window)
