@@ -88,6 +88,14 @@ class ColumnTransform:
     def describe(self) -> dict[str, Any]:
         return {"column": self.name, "kind": self.kind, "params": dict(self.params)}
 
+    def run(self, array: pa.Array, keys: PrivacyKeys | None) -> pa.Array:
+        # Sources may hand over an equivalent encoding (large_string, dictionary, a zoned
+        # timestamp); the transforms are written for the dataset's own Arrow types.
+        expected = ARROW_TYPES[self.input_type]
+        if array.type != expected:
+            array = array.cast(expected)
+        return self.function(array, keys).cast(self.output_type)
+
 
 @dataclasses.dataclass(frozen=True)
 class ColumnPlan:
@@ -118,10 +126,7 @@ class ColumnPlan:
         """The batch's output columns, transformed, with exactly :attr:`output_schema`."""
         if self.needs_keys and keys is None:
             raise ValueError("this plan pseudonymises or tokenises: privacy keys are needed")
-        arrays = [
-            column.function(batch.column(column.name), keys).cast(column.output_type)
-            for column in self.columns
-        ]
+        arrays = [column.run(batch.column(column.name), keys) for column in self.columns]
         return pa.RecordBatch.from_arrays(arrays, schema=self.output_schema)
 
     def describe(self) -> list[dict[str, Any]]:
@@ -354,15 +359,15 @@ def _mask(array: pa.Array, keep_first: int, keep_last: int, char: str) -> pa.Arr
     whole = pc.binary_repeat(pa.scalar(char), length)
     if keep_first == 0 and keep_last == 0:
         return whole
-    first = pc.utf8_slice_codeunits(array, 0, keep_first)
-    last = (
-        pc.utf8_slice_codeunits(array, -keep_last)
-        if keep_last else pa.array([""] * len(array), pa.string())
-    )
-    middle = pc.binary_repeat(
-        pa.scalar(char), pc.max_element_wise(pc.subtract(length, keep_first + keep_last), 0)
-    )
-    kept = pc.binary_join_element_wise(first, middle, last, "")
+    parts = [
+        pc.utf8_slice_codeunits(array, 0, keep_first),
+        pc.binary_repeat(
+            pa.scalar(char), pc.max_element_wise(pc.subtract(length, keep_first + keep_last), 0)
+        ),
+    ]
+    if keep_last:
+        parts.append(pc.utf8_slice_codeunits(array, -keep_last))
+    kept = pc.binary_join_element_wise(*parts, "")
     return pc.if_else(pc.less_equal(length, keep_first + keep_last), whole, kept)
 
 

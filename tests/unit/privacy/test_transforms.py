@@ -341,3 +341,28 @@ def test_bad_specs_refused_naming_column_and_transform(
         assert transform in error.detail
     if column is not None:
         assert repr(column) in error.detail
+
+
+def test_equivalent_source_encodings_accepted(known_keys: PrivacyKeys) -> None:
+    """Query engines may hand over large strings, dictionaries or zoned timestamps."""
+    plan = compile_transforms(
+        [
+            {"name": "email", "transform": {"kind": "pseudonym"}},
+            {"name": "name", "transform": {"kind": "mask", "keep_first": 1}},
+            {"name": "postcode"},
+            {"name": "seen", "transform": {"kind": "generalise", "to": "month"}},
+        ],
+        COLUMNS,
+    )
+    source = batch(
+        email=pa.array(["a@b.example"], pa.large_string()),
+        name=pa.array(["Zed"]).dictionary_encode(),
+        postcode=pa.array(["SW1A 1AA"], pa.large_string()),
+        seen=pa.array([dt.datetime(2024, 1, 31, 23, 0, tzinfo=dt.UTC)], pa.timestamp("us", "UTC")),
+    )
+    out = plan.apply(source, known_keys)
+    assert out.schema == plan.output_schema
+    assert out.to_pylist() == [{
+        "email": known_keys.pseudonym("a@b.example"), "name": "Z**", "postcode": "SW1A 1AA",
+        "seen": "2024-01",
+    }]
