@@ -107,6 +107,14 @@ def serve(
             # Fail-closed: a server whose start cannot be audited does not start.
             with dep.transaction() as session:
                 record_server_start(session, dep.audit, Actor.cli(), settings, url)
+            from strongroom.datasets.maintenance import recover_at_start, start_maintenance
+
+            # Builds a dead process left "building" are failed before anyone can ask for them.
+            recovered = recover_at_start(dep)
+            if recovered.interrupted_builds:
+                typer.echo(f"dataset builds interrupted earlier, now failed: "
+                           f"{recovered.interrupted_builds}")
+            maintenance = start_maintenance(dep)
             typer.echo(f"Strongroom ({settings.environment.value}) at {url}")
             typer.echo(f"operator API at {_url(operator_sock)}")
             typer.echo(f"trust this CA: {settings.home / 'tls' / 'ca.pem'}")
@@ -122,6 +130,7 @@ def serve(
                 server.run(sockets=[sock, operator_sock])
             if scheduler is not None:
                 scheduler.stop()
+            maintenance.stop()
             with dep.transaction() as session:
                 record_server_stop(session, dep.audit, Actor.cli())
         finally:
