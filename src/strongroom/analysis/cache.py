@@ -9,19 +9,22 @@ the load happens once per tenant and dataset version, not once per request.
 
 The rules:
 
-* One database per tenant, holding exactly the dataset versions it was loaded
-  from (its key: the set of ``(name, version id)``). A request whose resolved
-  versions differ (a new ready version, a deleted or a new dataset) does not use
-  it; the tenant's database is then reloaded for that set. A request therefore
-  never sees a dataset that its own resolution left out, and never another
-  tenant's: each database is a separate ``duckdb.connect(":memory:")`` instance.
+* A tenant's database holds exactly the dataset versions it was loaded from
+  (its key: the set of ``(name, version id)`` a request resolved), and only a
+  request resolving exactly that set uses it. A new ready version, a deleted or
+  a new dataset changes the set, so the old database is never asked again (it
+  is retired at once when it holds a superseded version, else it idles out).
+  A tenant may have a few, since routes resolve only the datasets they need (a
+  count its base and linked datasets, SQL all). A request therefore never sees
+  a dataset its own resolution left out, and never another tenant's: each
+  database is a separate ``duckdb.connect(":memory:")`` instance.
 * A database is locked down exactly like the per-request sandbox
   (:func:`engine._lockdown`: no temp directory, no spilling, external access
   and extension loading off; then ``lock_configuration``), so plaintext lives in
   this process's memory only. Requests get a fresh cursor of it.
 * A miss is answered by the per-request lazy sandbox while the database loads
-  on a background thread (one load per tenant at a time): the first request
-  after a build is never slower than it was without the cache.
+  on a background thread (one load per tenant at a time): no request waits for
+  a load.
 * The memory budget (``query_cache_mb``) bounds the sum of the databases'
   measured sizes; the least recently used are evicted to make room, and a
   tenant whose data alone exceeds the budget is served lazily. Databases unused
