@@ -33,6 +33,7 @@ from strongroom.privacy.keys import (
     rotate_privacy_keys,
 )
 from strongroom.privacy.models import PseudonymKeyRecord
+from strongroom.tenancy.deletion import purge_tenant, request_deletion
 from strongroom.tenancy.models import Tenant
 
 VALUE = "alice@example.com"
@@ -347,3 +348,20 @@ def test_concurrent_first_use_agrees_on_one_key(deployment: Deployment, tenant: 
     with deployment.transaction() as session:
         assert key_versions(session, tenant.id) == [1]
     assert len(_events(deployment, "system:privacy-key:create")) == 1
+
+
+def test_tenant_purge_removes_its_keys_only(
+    deployment: Deployment, make_tenant: Callable[[str], Tenant]
+) -> None:
+    gone, kept = make_tenant("tenant-gone"), make_tenant("tenant-kept")
+    with deployment.transaction() as session:
+        privacy_keys(session, deployment, gone.id)
+        rotate_privacy_keys(session, deployment, gone.id)
+        privacy_keys(session, deployment, kept.id)
+    with deployment.transaction() as session:
+        request_deletion(session, "tenant-gone", "tenant-gone", 0)
+    with deployment.transaction() as session:
+        purge_tenant(session, session.get_one(Tenant, gone.id))
+    with deployment.transaction() as session:
+        assert key_versions(session, gone.id) == []
+        assert key_versions(session, kept.id) == [1]
