@@ -30,6 +30,7 @@ from strongroom.datasets.models import Dataset, DatasetVersion
 from strongroom.deployment import Deployment, open_deployment
 from strongroom.identity.models import User
 from strongroom.privacy.keys import privacy_keys
+from strongroom.privacy.models import PseudonymKeyRecord
 from strongroom.storage.models import StoredObject
 from strongroom.tenancy.clone import (
     CloneProfileInvalid,
@@ -180,6 +181,23 @@ def test_a_clone_is_queryable_in_the_target_and_holds_no_canary(
     [into] = audit(target, "operator:tenant:clone-in")
     assert json.loads(into.details)["from_environment"] == "production"
     assert json.loads(into.details)["rows"] == ROWS
+
+
+def test_the_source_is_only_read_apart_from_its_audit_record(
+    source: Deployment, target: Deployment
+) -> None:
+    before = snapshot(source)
+    with source.transaction() as session:
+        keysets = session.scalar(sa.select(sa.func.count()).select_from(PseudonymKeyRecord))
+    clone(source, target, parse_profile(PROFILE))
+    after = snapshot(source)
+    assert after["objects"] == before["objects"]
+    assert after["rows"]["AuditEvent"] == before["rows"]["AuditEvent"] + 1
+    assert {k: v for k, v in after["rows"].items() if k != "AuditEvent"} == {
+        k: v for k, v in before["rows"].items() if k != "AuditEvent"}
+    with source.transaction() as session:
+        assert session.scalar(
+            sa.select(sa.func.count()).select_from(PseudonymKeyRecord)) == keysets
 
 
 def test_the_pseudonyms_are_the_target_tenants_not_the_sources(
