@@ -154,8 +154,9 @@ def rotate_privacy_keys(
     )
     version = (newest or 0) + 1
     key = PseudonymKey.generate(tenant_id, version)
-    # No savepoint (pysqlite would commit on its release): a concurrent rotation makes the
-    # flush fail on the unique (tenant, version), and this transaction is rolled back whole.
+    # No savepoint (unreliable under pysqlite's implicit transactions): a concurrent
+    # rotation makes the flush fail on the unique (tenant, version), and the caller's
+    # transaction is rolled back whole with a 409.
     session.add(
         PseudonymKeyRecord(tenant_id=tenant_id, version=version, wrapped_key=key.wrap(ring))
     )

@@ -21,7 +21,7 @@ from strongroom.audit.models import AuditEvent
 from strongroom.crypto.errors import DecryptionFailed
 from strongroom.crypto.pseudonyms import PseudonymKey, token_context
 from strongroom.deployment import Deployment
-from strongroom.privacy.errors import ReversalForbidden, TokenInvalid
+from strongroom.privacy.errors import ReversalForbidden, RotationConflict, TokenInvalid
 from strongroom.privacy.keys import (
     MAX_TOKENS_PER_REVERSAL,
     PrivacyKeys,
@@ -365,3 +365,35 @@ def test_tenant_purge_removes_its_keys_only(
     with deployment.transaction() as session:
         assert key_versions(session, gone.id) == []
         assert key_versions(session, kept.id) == [1]
+
+
+def test_concurrent_rotations_never_share_a_version(
+    deployment: Deployment, tenant: Tenant
+) -> None:
+    """The second rotation either conflicts (409) or comes after the first: never a tie."""
+    with deployment.transaction() as session:
+        privacy_keys(session, deployment, tenant.id)
+    outcome: list[object] = []
+
+    def second() -> None:
+        try:
+            with deployment.transaction() as session:
+                outcome.append(rotate_privacy_keys(session, deployment, tenant.id))
+        except RotationConflict as conflict:
+            outcome.append(conflict)
+
+    with deployment.transaction() as session:
+        assert rotate_privacy_keys(session, deployment, tenant.id) == 2
+        thread = threading.Thread(target=second)
+        thread.start()
+        time.sleep(0.3)  # let the second read the newest version before this one commits
+    thread.join(timeout=30)
+    assert len(outcome) == 1
+    with deployment.transaction() as session:
+        versions = key_versions(session, tenant.id)
+    if isinstance(outcome[0], RotationConflict):
+        assert outcome[0].status == 409
+        assert versions == [1, 2]
+    else:
+        assert outcome == [3]
+        assert versions == [1, 2, 3]
