@@ -29,6 +29,7 @@ import json
 import math
 import random
 import resource
+import secrets
 import statistics
 import subprocess
 import sys
@@ -253,6 +254,81 @@ def child_plain(csv: Path, work: Path, threads: int) -> dict[str, object]:
     return result
 
 
+UPLOAD_CHUNK = 64 * MIB  # the default upload_chunk_max_bytes
+
+
+def upload_over_https(csv: Path, work: Path) -> dict[str, float]:
+    """Upload ``csv`` through a real ``strongroom serve`` (TLS on loopback) as a tenant analyst.
+
+    The chunks stream from the socket into the encrypting writer; the rate is the
+    client's, first chunk to completed upload, at the default chunk size.
+    """
+    import os
+    import re
+    import ssl
+
+    import httpx
+
+    strongroom = str(Path(sys.executable).parent / "strongroom")
+    password = secrets.token_urlsafe(24)
+    home = work / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STRONGROOM_")}
+    env["STRONGROOM_RATE_LIMIT_DEFAULT"] = "100000/minute"
+
+    def cli(*args: str, stdin: str | None = None) -> None:
+        subprocess.run([strongroom, *args, "--home", str(home)], input=stdin, env=env,
+                       check=True, capture_output=True, text=True)
+
+    cli("init", "--environment", "development")
+    cli("tenant", "create", "bench")
+    cli("user", "create", "--tenant", "bench", "--email", "ann@bench.example", "--role",
+        "analyst", "--password-stdin", stdin=password + "\n")
+    server = subprocess.Popen(
+        [strongroom, "serve", "--home", str(home), "--port", "0", "--operator-port", "0"],
+        env=env | {"PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        assert server.stdout is not None
+        port = None
+        for line in server.stdout:
+            found = re.search(r"^Strongroom \(\w+\) at https://[^/]+:(\d+)/", line)
+            if found:
+                port = int(found[1])
+                break
+        assert port is not None, "strongroom serve did not announce its URL"
+        tls = ssl.create_default_context(cafile=str(home / "tls" / "ca.pem"))
+        base = f"https://localhost:{port}/api/v1"
+        with httpx.Client(verify=tls, timeout=600) as http:
+            login = http.post(f"{base}/login", json={
+                "tenant": "bench", "email": "ann@bench.example", "password": password})
+            login.raise_for_status()
+            token = http.post(f"{base}/tokens", json={"name": "bench", "days": 1},
+                              headers={"X-CSRF-Token": login.json()["csrf_token"]})
+            token.raise_for_status()
+            http.cookies.clear()
+            http.headers["Authorization"] = f"Bearer {token.json()['token']}"
+            size = csv.stat().st_size
+            upload = http.post(f"{base}/uploads", json={
+                "filename": "customers.csv", "format": "csv", "size": size, "csv": None})
+            upload.raise_for_status()
+            upload_id = upload.json()["id"]
+            started = time.perf_counter()
+            offset = 0
+            for chunk in file_chunks(csv, UPLOAD_CHUNK):
+                put = http.put(f"{base}/uploads/{upload_id}/chunks", params={"offset": offset},
+                               content=chunk,
+                               headers={"Content-Type": "application/octet-stream"})
+                put.raise_for_status()
+                offset += len(chunk)
+            http.post(f"{base}/uploads/{upload_id}/complete").raise_for_status()
+            seconds = time.perf_counter() - started
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    return {"upload_seconds": seconds, "upload_mib_per_second": size / MIB / seconds}
+
+
 def run_child(kind: str, csv: Path, work: Path, threads: int) -> dict[str, Any]:
     command = [sys.executable, __file__, "--child", kind, "--csv", str(csv), "--work", str(work),
                "--threads", str(threads)]  # fmt: skip
@@ -264,6 +340,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-upload", action="store_true",
+                        help="skip the upload over HTTPS (a real strongroom serve)")
     parser.add_argument("--child", choices=["ours", "plain"])
     parser.add_argument("--csv", type=Path)
     parser.add_argument("--work", type=Path)
@@ -283,6 +361,7 @@ def main() -> None:
               f"in {time.perf_counter() - started:.1f} s; threads={args.threads}")  # fmt: skip
         plain = run_child("plain", csv, work, args.threads)
         ours = run_child("ours", csv, work, args.threads)
+        upload = None if args.no_upload else upload_over_https(csv, work)
 
     assert ours["rows"] == plain["rows"] == args.rows, (ours["rows"], plain["rows"])
     ours_rate = csv_mib / ours["build_seconds"]
@@ -294,6 +373,9 @@ def main() -> None:
     print(f"{'  seconds':<34}{ours['build_seconds']:>18.2f}{plain['build_seconds']:>16.2f}")
     print(f"{'  peak RSS MiB':<34}{ours['build_peak_mib']:>18.0f}{plain['build_peak_mib']:>16.0f}")
     print(f"{'  Parquet MiB':<34}{ours['parquet_mib']:>18.1f}{plain['parquet_mib']:>16.1f}")
+    if upload is not None:
+        print(f"{'upload over HTTPS':<34}{upload['upload_mib_per_second']:>12.1f} MiB/s "
+              f"({upload['upload_seconds']:.1f} s, {UPLOAD_CHUNK // MIB} MiB chunks)")
     print()
     print(f"query (median of {REPEATS}, interleaved, ms){'plain DuckDB':>14}{'ours cached':>13}"
           f"{'ratio':>8}{'ours lazy':>11}{'ratio':>8}")  # fmt: skip
