@@ -70,7 +70,9 @@ def site(
         try:
             with serve_in_thread(world.deployment, customise=apps.append) as server:
                 yield Site(world, server, apps[0])
+            # No 500 and no unhandled error, refusals and dropped connections included.
             assert "Traceback" not in server.log_text()
+            assert not [r for r in server.records if r.startswith("ERROR")], server.records
         finally:
             world.deployment.close()
 

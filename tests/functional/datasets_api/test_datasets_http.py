@@ -4,10 +4,14 @@ restore, build locks, cancellation (also at shutdown), roles and other tenants' 
 from __future__ import annotations
 
 import datetime as dt
+import io
 import threading
 import time
 import uuid
+import zipfile
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import sqlalchemy as sa
 from fastapi import FastAPI
 
@@ -293,3 +297,42 @@ def test_another_tenants_datasets_and_versions_are_not_found(site: Site) -> None
         shown = client.get(f"/api/v1/datasets/{victim.dataset_id}").json()
         assert (shown["deleted_at"], shown["build_locked"]) == (None, False)
         assert [v["status"] for v in shown["versions"]] == ["ready"]
+
+
+def _parquet_bytes(rows: int) -> bytes:
+    table = pa.table({"id": list(range(rows)), "city": [f"city-{i % 5}" for i in range(rows)]})
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
+
+
+def test_a_parquet_upload_builds_into_a_version(site: Site) -> None:
+    data = _parquet_bytes(40)
+    with site.client(site.analyst()) as client:
+        upload = open_upload(client, size=len(data), filename="cities.parquet", format="parquet")
+        half = len(data) // 2
+        assert put_chunk(client, upload["id"], 0, data[:half]).status_code == 200
+        assert put_chunk(client, upload["id"], half, data[half:]).status_code == 200
+        assert client.post(f"/api/v1/uploads/{upload['id']}/complete").status_code == 200
+        dataset_id = new_dataset(client, _name())
+        started = start_build(client, dataset_id, upload["id"], personal=["city"])
+        assert started.status_code == 202, started.text
+        version = wait_built(client, started.json()["id"])
+        assert version["status"] == "ready", version
+        assert version["row_count"] == 40
+        assert [(c["name"], c["personal"]) for c in version["columns"]] == [
+            ("id", False), ("city", True)]
+
+
+def test_a_parquet_upload_that_is_really_a_zip_is_refused(site: Site) -> None:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("data.csv", "id\n1\n")
+    with site.client(site.analyst()) as client:
+        upload = open_upload(client, filename="data.parquet", format="parquet")
+        assert put_chunk(client, upload["id"], 0, archive.getvalue()).status_code == 200
+        assert client.post(f"/api/v1/uploads/{upload['id']}/complete").status_code == 200
+        dataset_id = new_dataset(client, _name())
+        refused = start_build(client, dataset_id, upload["id"])
+        assert problem_slug(refused, 422) == "dataset-not-parquet"
+        assert client.get(f"/api/v1/datasets/{dataset_id}").json()["versions"] == []

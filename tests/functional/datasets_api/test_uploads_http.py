@@ -247,3 +247,34 @@ def test_another_tenants_upload_is_not_found(site: Site) -> None:
         status = client.get(f"/api/v1/uploads/{victim.upload_id}").json()
         assert status["status"] == "receiving"
 
+
+
+def test_a_chunk_cut_off_by_a_dropped_connection_is_not_kept_and_the_upload_resumes(
+    site: Site,
+) -> None:
+    account = site.analyst()
+    data = csv_rows(3000)[:50_000]
+    with site.client(account) as client:
+        upload = open_upload(client, size=len(data))
+        files = site.objects(account.tenant_id)
+    # Half the promised body, then the connection drops.
+    head = (
+        f"PUT /api/v1/uploads/{upload['id']}/chunks?offset=0 HTTP/1.1\r\n"
+        f"Host: localhost:{site.server.port}\r\n"
+        f"Authorization: Bearer {account.token}\r\n"
+        "Content-Type: application/octet-stream\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n"
+    ).encode()
+    context = verifying_context(site.server.ca_file)
+    with (
+        socket.create_connection(("127.0.0.1", site.server.port), timeout=15) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        tls.sendall(head + data[:20_000])
+    with site.client(account) as client:
+        # The whole chunk again from offset 0: the cut-off one left nothing to skip.
+        resumed = put_chunk(client, upload["id"], 0, data)
+        assert resumed.status_code == 200, resumed.text
+        assert resumed.json()["received_bytes"] == len(data)
+        assert client.post(f"/api/v1/uploads/{upload['id']}/complete").status_code == 200
+    assert len(site.objects(account.tenant_id) - files) == 1

@@ -169,11 +169,6 @@ def _dataset_out(session: Session, tenant: Tenant, dataset: Dataset) -> DatasetO
     return DatasetOut(**_dataset_fields(dataset, versions[-1] if versions else None))
 
 
-def _recovery_window(dep: Deployment) -> dt.timedelta:
-    days = getattr(dep.settings, "dataset_recovery_days", None)
-    return dt.timedelta(days=days) if isinstance(days, int) else catalog.RECOVERY_WINDOW
-
-
 # -- datasets -----------------------------------------------------------------------------------
 
 
@@ -231,9 +226,9 @@ def delete_dataset(dataset_id: str, body: DatasetDelete, request: Request) -> Da
     dep = deployment_of(request)
     with dep.transaction() as session:
         tenant = tenant_of(session, principal)
+        # Restorable for the deployment's dataset_recovery_days (the catalog's default).
         dataset = catalog.delete_dataset(session, dep, tenant, principal.actor(), dataset_id,
-                                         confirm_name=body.confirm_name,
-                                         window=_recovery_window(dep))
+                                         confirm_name=body.confirm_name)
         return _dataset_out(session, tenant, dataset)
 
 
