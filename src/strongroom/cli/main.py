@@ -13,8 +13,9 @@ import typer
 
 from strongroom import __version__
 from strongroom.audit import Actor
-from strongroom.cli import accounts, audit, backup, keys, telemetry, tenant
+from strongroom.cli import accounts, audit, backup, client, keys, telemetry, tenant
 from strongroom.cli._common import HomeOption, deployment, resolve_home, table
+from strongroom.cli.client.errors import ClientError
 from strongroom.config import Environment, load_settings
 from strongroom.errors import InvalidInput, StrongroomError
 
@@ -152,6 +153,10 @@ def version() -> None:
     typer.echo(f"strongroom {__version__}")
 
 
+# The tenant user's client (login, dataset, count, ...), listed after the operator's commands.
+client.register(app)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: our errors become one line on stderr and exit code 2, never a traceback."""
     # Everything we create (database, keys, objects) is for the owner only.
@@ -161,6 +166,10 @@ def main(argv: list[str] | None = None) -> None:
     except StrongroomError as exc:
         typer.echo(f"error: {exc.one_line()}", err=True)
         sys.exit(2)
+    except ClientError as exc:
+        # The tenant client: 1 when the server refused (4xx), 2 when it failed or is unreachable.
+        typer.echo(f"error: {exc.message}", err=True)
+        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
     except BrokenPipeError:

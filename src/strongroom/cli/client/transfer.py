@@ -1,0 +1,143 @@
+"""Sending a file in chunks that survives dropped connections, and following a build.
+
+The server keeps what it received; after a lost connection (or a 409
+``wrong-offset``) the client asks the upload for ``received_bytes`` and carries
+on from there, so nothing is sent twice and nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from strongroom.cli.client.errors import ApiError, ClientError
+from strongroom.cli.client.http import Api, ConnectionLost
+
+PIECE = 1024 * 1024
+# Consecutive failures without progress before giving up; the waits add up to about a minute,
+# enough for a server restart.
+MAX_RETRIES = 8
+BACKOFF_SECONDS = (0.5, 1, 2, 4, 8, 15, 15, 15)
+BUILD_POLL_SECONDS = 0.5
+DONE = frozenset({"ready", "failed", "cancelled"})
+
+
+def _pause(attempt: int) -> None:
+    time.sleep(BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS)) - 1])
+
+
+def _pieces(source: BinaryIO, offset: int, length: int, sent: Callable[[int], None]
+            ) -> Iterator[bytes]:
+    source.seek(offset)
+    remaining = length
+    while remaining > 0:
+        piece = source.read(min(PIECE, remaining))
+        if not piece:
+            raise ClientError("the file became shorter while it was being uploaded")
+        remaining -= len(piece)
+        yield piece
+        sent(offset + length - remaining)
+
+
+class Retrying:
+    """Counts consecutive failures; raises the last one once there have been too many."""
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self.retried = 0
+
+    def failed(self, exc: ClientError) -> None:
+        self.failures += 1
+        self.retried += 1
+        if self.failures > MAX_RETRIES:
+            raise exc
+        _pause(self.failures)
+
+    def succeeded(self) -> None:
+        self.failures = 0
+
+
+def _received(api: Api, upload_id: str, retrying: Retrying) -> int:
+    """The bytes the server holds, asked for again until it answers."""
+    while True:
+        try:
+            return int(api.get(f"/uploads/{upload_id}")["received_bytes"])
+        except ConnectionLost as exc:
+            retrying.failed(exc)
+
+
+def send_file(
+    api: Api, upload: dict[str, Any], path: Path, chunk_bytes: int,
+    progress: Callable[[int], None],
+) -> tuple[dict[str, Any], int]:
+    """Send ``path`` from the upload's ``received_bytes`` on; (the upload, retries made)."""
+    upload_id = str(upload["id"])
+    size = path.stat().st_size
+    offset = int(upload["received_bytes"])
+    retrying = Retrying()
+    with path.open("rb") as source:
+        while offset != size:
+            if offset > size:
+                raise ClientError(f"the server holds {offset} bytes of this upload, more than "
+                                  f"the file's {size}: is it the same file?")
+            progress(offset)
+            length = min(chunk_bytes, size - offset)
+            try:
+                upload = api.call(
+                    "PUT", f"/uploads/{upload_id}/chunks", params={"offset": offset},
+                    content=_pieces(source, offset, length, progress),
+                    headers={"content-type": "application/octet-stream",
+                             "content-length": str(length)},
+                )
+            except ConnectionLost as exc:
+                retrying.failed(exc)
+                offset = _received(api, upload_id, retrying)
+                continue
+            except ApiError as exc:
+                if exc.status != 409 or "expected_offset" not in exc.problem:
+                    raise
+                retrying.failed(exc)
+                offset = int(exc.problem["expected_offset"])
+                continue
+            retrying.succeeded()
+            offset = int(upload["received_bytes"])
+    progress(offset)
+    return upload, retrying.retried
+
+
+def complete(api: Api, upload_id: str) -> dict[str, Any]:
+    retrying = Retrying()
+    while True:
+        try:
+            answer: dict[str, Any] = api.post(f"/uploads/{upload_id}/complete")
+        except ConnectionLost as exc:
+            retrying.failed(exc)
+            # It may have completed before the answer was lost.
+            current: dict[str, Any] = api.get(f"/uploads/{upload_id}")
+            if current.get("status") not in (None, "receiving"):
+                return current
+            continue
+        return answer
+
+
+def follow_build(
+    api: Api, version: dict[str, Any], progress: Callable[[float, str | None], None]
+) -> dict[str, Any]:
+    """Poll the version until its build is ready, failed or cancelled."""
+    retrying = Retrying()
+    while version.get("status") not in DONE:
+        rows = version.get("progress_rows") or 0
+        speed = version.get("mib_per_second")
+        label = f"building: {rows:,} rows" + (f", {speed:.1f} MiB/s" if speed else "")
+        progress(float(version.get("percent") or 0.0), label)
+        time.sleep(BUILD_POLL_SECONDS)
+        try:
+            version = api.get(f"/versions/{version['id']}")
+            retrying.succeeded()
+        except ConnectionLost as exc:
+            retrying.failed(exc)
+    progress(100.0 if version.get("status") == "ready" else float(version.get("percent") or 0),
+             f"build {version.get('status')}")
+    return version
