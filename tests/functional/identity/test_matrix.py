@@ -262,6 +262,10 @@ def assert_bravo_untouched(world: World) -> None:
             export = client.get(f"/api/v1/exports/{account.export_id}",
                                 headers=bearer(account)).json()
             assert (export["status"], export["downloaded_at"]) == ("ready", None)
+        # Bravo's saved selection: still there, still at its first version.
+        selection = client.get(f"/api/v1/selections/{admin.selection_id}",
+                               headers=bearer(admin)).json()
+        assert (selection["name"], selection["latest_version"]) == ("matrix", 1)
 
 
 def test_the_same_routes_work_with_ids_of_ones_own_tenant(
@@ -300,6 +304,9 @@ def test_listings_hold_only_ones_own_tenant(
         assert listed
         assert not {t["id"] for t in listed} & bravo_ids
         assert not {t["user_id"] for t in listed} & bravo_ids
+        selections = admin.client.get("/api/v1/selections", headers=admin.headers).json()
+        assert {s["id"] for s in selections} >= {world.account("alpha", Role.ADMIN).selection_id}
+        assert world.account("bravo", Role.ADMIN).selection_id not in str(selections)
         events = admin.client.get("/api/v1/audit/events", params={"limit": 10000},
                                   headers=admin.headers).json()["events"]
         assert events
