@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -131,6 +131,68 @@ def limits(
         typer.echo(table([("upload_max_bytes", str(effective.value), source)],
                          ("LIMIT", "VALUE", "SET BY")))
 
+
+
+def _cap_option(what: str) -> Any:
+    return typer.Option(help=f"Set the cap on {what}.", min=0, max=2**53)
+
+
+@app.command("export-caps")
+def export_caps(
+    slug: Annotated[str, typer.Argument(help="The tenant whose export caps to show or set.")],
+    rows_per_hour: Annotated[int | None, _cap_option("rows exported per rolling hour")] = None,
+    rows_per_day: Annotated[int | None, _cap_option("rows exported per rolling 24 hours")] = None,
+    bytes_per_hour: Annotated[int | None, _cap_option("bytes exported per rolling hour")] = None,
+    bytes_per_day: Annotated[
+        int | None, _cap_option("bytes exported per rolling 24 hours")] = None,
+    exports_per_hour: Annotated[int | None, _cap_option("exports per rolling hour")] = None,
+    exports_per_day: Annotated[int | None, _cap_option("exports per rolling 24 hours")] = None,
+    subjects_per_hour: Annotated[
+        int | None, _cap_option("distinct data subjects per rolling hour")] = None,
+    subjects_per_day: Annotated[
+        int | None, _cap_option("distinct data subjects per rolling 24 hours")] = None,
+    use_defaults: Annotated[
+        bool, typer.Option("--use-defaults", help="Drop every cap set for this tenant: the "
+                           "export_cap_* settings apply again.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Show a tenant's export velocity caps, or set some; its admins set limits within them."""
+    from strongroom.exports import velocity
+    from strongroom.exports.models import LIMIT_NAMES
+
+    given = {name: value for name, value in (
+        ("rows_per_hour", rows_per_hour), ("rows_per_day", rows_per_day),
+        ("bytes_per_hour", bytes_per_hour), ("bytes_per_day", bytes_per_day),
+        ("exports_per_hour", exports_per_hour), ("exports_per_day", exports_per_day),
+        ("subjects_per_hour", subjects_per_hour), ("subjects_per_day", subjects_per_day),
+    ) if value is not None}
+    if given and use_defaults:
+        raise typer.BadParameter("give caps to set or --use-defaults, not both")
+    with (
+        deployment(home) as dep,
+        audited_failure(dep, EventTag.EXPORT_CAPS_CHANGE),
+        dep.transaction() as session,
+    ):
+        tenant = services.get_tenant(session, slug)
+        changes: dict[str, int | None] = (
+            dict.fromkeys(LIMIT_NAMES) if use_defaults else dict(given))
+        if changes:
+            previous = velocity.own_caps(session, tenant.id)
+            velocity.set_caps(session, tenant.id, changes)
+            record(dep, session, EventTag.EXPORT_CAPS_CHANGE, tenant=tenant.id,
+                   target=f"tenant:{tenant.id}",
+                   details={"set": changes, "previous": {n: previous[n] for n in changes}})
+        own = velocity.own_caps(session, tenant.id)
+        caps = velocity.tenant_caps(session, dep.settings, tenant.id)
+    sources = {name: "tenant" if own[name] is not None else "deployment default"
+               for name in LIMIT_NAMES}
+    if as_json:
+        typer.echo(json.dumps({"tenant": slug, "caps": caps, "set_by": sources}, indent=2))
+    else:
+        typer.echo(table([(name, str(caps[name]), sources[name]) for name in LIMIT_NAMES],
+                         ("CAP", "VALUE", "SET BY")))
 
 def _register_deletion() -> None:
     from strongroom.cli import tenant_clone, tenant_deletion

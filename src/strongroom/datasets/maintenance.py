@@ -63,6 +63,7 @@ class MaintenanceRun:
     build_files_removed: int = 0
     abandoned_uploads: int = 0
     purged_datasets: int = 0
+    purged_exports: int = 0  # export files downloaded or past their link's expiry
 
     def changed(self) -> bool:
         return any(dataclasses.astuple(self))
@@ -163,14 +164,17 @@ def recover_at_start(deployment: Deployment) -> MaintenanceRun:
 
 
 def run_maintenance(deployment: Deployment, *, now: dt.datetime | None = None) -> MaintenanceRun:
-    """One periodic run: recovery, abandoned uploads, expired datasets; audited if it did
-    anything."""
+    """One periodic run: recovery, abandoned uploads, expired datasets, spent export files;
+    audited if it did anything."""
+    from strongroom.exports.services import purge_exports  # exports import the catalog
+
     interrupted, removed = recover_interrupted_builds(deployment)
     run = MaintenanceRun(
         interrupted_builds=interrupted,
         build_files_removed=removed,
         abandoned_uploads=sweep_abandoned_uploads(deployment, now=now),
         purged_datasets=purge_expired(deployment, now=now),
+        purged_exports=purge_exports(deployment, now=now),
     )
     if run.changed():
         _audit_run(deployment, run, "periodic")

@@ -309,3 +309,15 @@ def test_a_purged_tenant_takes_its_exports_and_ledger_with_it(
         purge_tenant(session, session.get_one(Tenant, tenant.id))
     _, _, exports, usage = counts(deployment)
     assert (exports, usage) == (0, 0)
+
+
+def test_the_servers_maintenance_run_purges_spent_export_files(
+    deployment: Deployment, tenant: Tenant, export: Callable[..., CreatedExport]
+) -> None:
+    from strongroom.datasets.maintenance import run_maintenance
+
+    objects = counts(deployment)[0]
+    download(deployment, tenant, export())
+    run = run_maintenance(deployment, now=NOW)
+    assert run.purged_exports == 1
+    assert counts(deployment)[0] == objects
