@@ -50,6 +50,7 @@ from strongroom.storage.durable import fsync_dir
 
 MAX_COLUMNS = 2_000
 MAX_FIELD_BYTES = 64 * 1024
+MAX_NAME_CHARS = 200  # a column name, as a dataset's key column name
 BLOCK_BYTES = 4 * 1024 * 1024  # also the longest row the reader accepts
 MAX_LISTED_REJECTIONS = 100
 INFER_SHARE = 0.99  # share of sampled values a type must fit
@@ -291,6 +292,14 @@ def _column_names(prefix: bytes, options: CsvOptions) -> list[str]:
     if options.header:
         if any(not name.strip() for name in names):
             raise BadCsv("a column in the header has no name")
+        longest = max(range(len(names)), key=lambda i: len(names[i]))
+        if len(names[longest]) > MAX_NAME_CHARS:
+            # Not quoted: a "name" this long is more likely data than a column name.
+            raise BadCsv(
+                f"the name of column {longest + 1} in the header is longer than "
+                f"{MAX_NAME_CHARS} characters",
+                hint="check the header option; the first line may be data",
+            )
         seen: set[str] = set()
         for name in names:
             if name in seen:
@@ -314,7 +323,10 @@ def _refuse_wrong_delimiter(prefix: bytes, options: CsvOptions) -> None:
         if candidate in (options.delimiter, options.quote):
             continue
         rows = csv.reader(io.StringIO(text), delimiter=candidate, quotechar=options.quote)
-        widths = {len(row) for _, row in zip(range(SNIFF_LINES), rows, strict=False) if row}
+        try:
+            widths = {len(row) for _, row in zip(range(SNIFF_LINES), rows, strict=False) if row}
+        except csv.Error:  # a field over the csv module's limit: not a sniffable table
+            continue
         if len(widths) == 1 and (width := widths.pop()) > 1:
             raise WrongDelimiter(
                 f"the file reads as one column with delimiter {options.delimiter!r}, but its "

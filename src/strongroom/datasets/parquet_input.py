@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from strongroom.crypto.parquet import ParquetCrypto
 from strongroom.datasets.build import (
     MAX_COLUMNS,
+    MAX_NAME_CHARS,
     ROW_GROUP_ROWS,
     BuildReport,
     Cancel,
@@ -153,9 +154,13 @@ def parquet_columns(schema: pa.Schema, overrides: SchemaOverrides) -> list[Colum
             f"the file has {len(names)} columns; at most {MAX_COLUMNS} are allowed"
         )
     seen: set[str] = set()
-    for name in names:
+    for position, name in enumerate(names, 1):
         if not name.strip():
             raise BadParquet("a column in the file has no name")
+        if len(name) > MAX_NAME_CHARS:
+            raise BadParquet(
+                f"the name of column {position} is longer than {MAX_NAME_CHARS} characters"
+            )
         if name in seen:
             raise BadParquet(f"the file names column {name!r} twice")
         seen.add(name)

@@ -379,3 +379,24 @@ def test_ragged_rows_with_the_right_delimiter_stay_rejected_rows(
     report = build(crypto, tmp_path / "d.parquet", data, options=CsvOptions(delimiter=";"))
     assert [r.row for r in report.rejections] == [2, 3]
     assert report.rows_loaded == 2
+
+
+def test_a_huge_field_in_a_one_column_file_is_a_rejected_row_not_a_crash(
+    crypto: ParquetCrypto, tmp_path: Path
+) -> None:
+    # The delimiter sniffer meets a field over the csv module's own limit on the way.
+    data = b"note\nshort\n" + b"y" * (1 << 20) + b"\nfine\n"
+    report = build(crypto, tmp_path / "d.parquet", data)
+    assert [(r.row, r.reason) for r in report.rejections] == [
+        (2, "field in column note is longer than 65536 bytes")
+    ]
+    assert report.rows_loaded == 2
+
+
+def test_a_header_name_too_long_to_be_a_name_is_refused(
+    crypto: ParquetCrypto, tmp_path: Path
+) -> None:
+    data = b"id," + b"x" * 201 + b"\n1,2\n"
+    with pytest.raises(BadCsv, match="name of column 2 in the header is longer than 200"):
+        build(crypto, tmp_path / "d.parquet", data)
+    assert leftovers(tmp_path) == []
