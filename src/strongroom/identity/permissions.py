@@ -18,6 +18,8 @@ class Permission(StrEnum):
     USERS_MANAGE = "users:manage"
     POLICY_MANAGE = "policy:manage"
     AUDIT_READ = "audit:read"
+    # Turn privacy tokens in exports back into values (a permission name, not a secret).
+    TOKEN_REVERSE = "privacy:reverse"  # noqa: S105  # nosec B105
     OPERATOR = "operator"  # operator plane only
 
 
@@ -25,7 +27,7 @@ _VIEWER = frozenset({Permission.AUTHENTICATED, Permission.COUNT})
 _ANALYST = _VIEWER | {Permission.ANALYSE, Permission.EXPORT}
 _ADMIN = _ANALYST | {
     Permission.USERS_MANAGE, Permission.POLICY_MANAGE, Permission.AUDIT_READ,
-    Permission.PERSONAL_VIEW,
+    Permission.PERSONAL_VIEW, Permission.TOKEN_REVERSE,
 }
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {

@@ -15,6 +15,7 @@ ones, and a reversal needs only the token.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -177,6 +178,22 @@ def rotate_privacy_keys(
 def key_versions(session: Session, tenant_id: str) -> list[int]:
     """The tenant's key versions, oldest first (no key material is opened)."""
     return [r.version for r in _records(session, tenant_id)]
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyVersion:
+    """When a key version was made; no key material."""
+
+    version: int
+    created_at: dt.datetime
+
+
+def list_key_versions(session: Session, tenant_id: str) -> list[KeyVersion]:
+    """The tenant's key versions with their creation times, oldest first (nothing is opened).
+
+    Reading makes nothing: a tenant that never pseudonymised has no versions yet.
+    """
+    return [KeyVersion(r.version, r.created_at) for r in _records(session, tenant_id)]
 
 
 def _require_tenant_admin(actor: Actor) -> None:

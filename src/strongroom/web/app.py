@@ -25,6 +25,7 @@ from strongroom.web.api import (
     datasets,
     exports,
     policy,
+    privacy,
     session,
     telemetry,
     tokens,
@@ -38,6 +39,7 @@ from strongroom.web.problems import ProblemMiddleware, install_handlers
 TENANT_ROUTERS: tuple[APIRouter, ...] = (
     health.router, session.router, users.router, tokens.router, policy.router, audit.router,
     telemetry.router, uploads.router, datasets.router, analysis.router, exports.router,
+    privacy.router,
 )
 OPERATOR_ROUTERS: tuple[APIRouter, ...] = (health.router, operator.router)
 

@@ -65,6 +65,7 @@ SAMPLE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "upload_id": uuid.uuid4().hex, "types": {"amount": "float"}, "personal": ["id"]},
     ("POST", "/api/v1/exports"): {"dataset": "matrix", "columns": [{"name": "id"}]},
     ("PUT", "/api/v1/export-limits"): {"tenant": {"rows_per_hour": None}},
+    ("POST", "/api/v1/privacy/reverse"): {"tokens": ["t1_AAAAAAAAAAAAAAAAAAAAAA"]},
     ("POST", "/operator/v1/login"): {"name": "nobody", "password": "x", "code": "000000"},
 }
 # Required query parameters, for the routes that have any.

@@ -21,7 +21,14 @@ def test_each_role_holds_what_the_design_says() -> None:
         Permission.ANALYSE, Permission.EXPORT}
     assert ROLE_PERMISSIONS[Role.ADMIN] == ROLE_PERMISSIONS[Role.ANALYST] | {
         Permission.USERS_MANAGE, Permission.POLICY_MANAGE, Permission.AUDIT_READ,
-        Permission.PERSONAL_VIEW}
+        Permission.PERSONAL_VIEW, Permission.TOKEN_REVERSE}
+
+
+@pytest.mark.parametrize("role", [Role.VIEWER, Role.ANALYST])
+def test_only_admins_reverse_privacy_tokens(role: Role) -> None:
+    """A token in an export is only as good as this: nobody below admin turns it back."""
+    assert role_allows(Role.ADMIN, Permission.TOKEN_REVERSE)
+    assert not role_allows(role, Permission.TOKEN_REVERSE)
 
 
 @pytest.mark.parametrize("role", list(Role))
