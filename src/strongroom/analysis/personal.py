@@ -1,10 +1,10 @@
 """Which personal columns a selection or cube would read, named by their place.
 
 A role without :attr:`~strongroom.identity.permissions.Permission.PERSONAL_VIEW`
-may count and cube, but not filter on, group by or aggregate a personal column:
-each of those can be turned into a question about one person's value ("is
-there a customer with this e-mail?"). Joining on a personal *key* in a linked
-condition is allowed, since it compares two stored values and reveals neither.
+may count and cube, but not filter on, group by, aggregate or join on a personal
+column: each can be turned into a question about one person's value. Joins too:
+an analyst can build a dataset of guessed e-mail addresses, and a count of
+customers linked to it on the e-mail column says which guesses are customers.
 
 Run these on specifications that already compiled, so their shape is known good.
 """
@@ -16,43 +16,59 @@ from collections.abc import Iterator, Mapping
 from strongroom.analysis.errors import PersonalDataRefused
 
 
-def _fields(node: object, dataset: str, path: str) -> Iterator[tuple[str, str, str]]:
-    """(place, dataset, field) for every field a selection's conditions test."""
+def _fields(
+    node: object, dataset: str, path: str, keys: Mapping[str, str]
+) -> Iterator[tuple[str, str, str]]:
+    """(place, dataset, field) for every field a selection's conditions test or join on."""
     if not isinstance(node, dict):
         return
     if "field" in node:
         yield path, dataset, str(node["field"])
     for kind in ("and", "or"):
         for i, child in enumerate(node.get(kind) or []):
-            yield from _fields(child, dataset, f"{path}.{kind}[{i}]")
+            yield from _fields(child, dataset, f"{path}.{kind}[{i}]", keys)
     if "not" in node:
-        yield from _fields(node["not"], dataset, f"{path}.not")
+        yield from _fields(node["not"], dataset, f"{path}.not", keys)
     linked = node.get("linked")
-    if isinstance(linked, dict) and linked.get("where") is not None:
-        yield from _fields(linked["where"], str(linked.get("dataset")), f"{path}.linked.where")
+    if isinstance(linked, dict):
+        other = str(linked.get("dataset"))
+        # Without "on", the compiler joins on the outer dataset's key column by name.
+        default = keys.get(dataset, "")
+        given = linked.get("on")
+        on: dict[str, object] = given if isinstance(given, dict) else {}
+        yield f"{path}.linked.on.base", dataset, str(on.get("base", default))
+        yield f"{path}.linked.on.other", other, str(on.get("other", default))
+        if linked.get("where") is not None:
+            yield from _fields(linked["where"], other, f"{path}.linked.where", keys)
 
 
 def _refuse(places: list[str]) -> None:
     if places:
         raise PersonalDataRefused(
             f"{places[0]}: the field is personal data, which your role may not select on, "
-            "group by or aggregate",
+            "group by, aggregate or join on",
             hint="ask an admin, or use fields that are not personal",
         )
 
 
 def check_selection(
-    selection: object, base: str, personal: Mapping[str, frozenset[str]], path: str = "selection"
+    selection: object, base: str, personal: Mapping[str, frozenset[str]],
+    keys: Mapping[str, str], path: str = "selection",
 ) -> None:
-    """Refuse a selection that tests a personal column of any dataset it reaches."""
+    """Refuse a selection that tests or joins on a personal column of any dataset it reaches.
+
+    ``keys`` are the datasets' key columns (a linked condition without "on" joins on one).
+    """
     _refuse([
         f'{place} (field "{name}")'
-        for place, dataset, name in _fields(selection, base, path)
+        for place, dataset, name in _fields(selection, base, path, keys)
         if name in personal.get(dataset, frozenset())
     ])
 
 
-def check_cube(spec: Mapping[str, object], personal: Mapping[str, frozenset[str]]) -> None:
+def check_cube(
+    spec: Mapping[str, object], personal: Mapping[str, frozenset[str]], keys: Mapping[str, str]
+) -> None:
     """Refuse a cube whose dimensions, measures or selection read a personal column."""
     base = str(spec["dataset"])
     secret = personal.get(base, frozenset())
@@ -64,4 +80,4 @@ def check_cube(spec: Mapping[str, object], personal: Mapping[str, frozenset[str]
                 places.append(f'cube.{part}[{i}] (field "{item["field"]}")')
     _refuse(places)
     if spec.get("selection") is not None:
-        check_selection(spec["selection"], base, personal, "selection")
+        check_selection(spec["selection"], base, personal, keys, "selection")

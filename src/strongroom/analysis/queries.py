@@ -126,7 +126,7 @@ def count(
     if selection is None:
         return CountAnswer(base, version, resolved.versions[base].row_count)
     compiled = compile_selection(selection, resolved.schema, base, today=today)
-    personal_check.check_selection(selection, base, _personal(resolved, asker))
+    personal_check.check_selection(selection, base, _personal(resolved, asker), resolved.keys)
     sql, params = count_query(compiled, base)
     with query_sandbox(resolved) as conn:
         [(n,)] = run_query(conn, sql, params, row_cap=1, timeout_seconds=timeout).rows
@@ -139,7 +139,7 @@ def cube(
 ) -> CubeAnswer:
     """A cube, refused before it runs when its estimated cells exceed ``max_cells``."""
     compiled = compile_cube(spec, resolved.schema, today=today)
-    personal_check.check_cube(spec, _personal(resolved, asker))
+    personal_check.check_cube(spec, _personal(resolved, asker), resolved.keys)
     base = str(spec["dataset"])
     with query_sandbox(resolved) as conn:
         [distinct] = run_query(conn, compiled.distinct_sql, compiled.distinct_params, row_cap=1,
@@ -180,7 +180,7 @@ def preview(
     where, params = "true", []
     if selection is not None:
         compiled = compile_selection(selection, resolved.schema, base, today=today)
-        personal_check.check_selection(selection, base, _personal(resolved, asker))
+        personal_check.check_selection(selection, base, _personal(resolved, asker), resolved.keys)
         where, params = compiled.where_sql, list(compiled.params)
     columns = list(resolved.columns[base])
     hidden = set() if asker.personal else resolved.personal[base]
@@ -189,11 +189,14 @@ def preview(
         else f"base.{quote_identifier(name)}"
         for name in columns
     )
-    key = quote_identifier(resolved.keys[base])
+    # By the key; but not by a hidden column, whose order would say something about it.
+    visible = [name for name in columns if name not in hidden]
+    order = resolved.keys[base] if resolved.keys[base] not in hidden else next(iter(visible), "")
+    order_by = f"ORDER BY base.{quote_identifier(order)} NULLS LAST " if order else ""
     table = quote_identifier(table_name(base))
     # Names come from the recorded schema and are quoted; values travel as parameters.
     sql = (f"SELECT {select} FROM {table} AS base WHERE {where} "  # noqa: S608  # nosec B608
-           f"ORDER BY base.{key} NULLS LAST LIMIT ?")
+           f"{order_by}LIMIT ?")
     with query_sandbox(resolved) as conn:
         result = run_query(conn, sql, [*params, limit], row_cap=limit, timeout_seconds=timeout)
     return PreviewAnswer(base, resolved.versions[base].number, result.columns,

@@ -47,6 +47,9 @@ def test_referenced_datasets_walks_nested_linked_conditions() -> None:
     assert queries.referenced_datasets(deep) == set()  # the compiler refuses it anyway
 
 
+KEYS = {"customers": "id", "transactions": "tid"}
+
+
 @pytest.mark.parametrize(("selection", "place"), [
     ({"field": "email", "op": "is_null"}, 'selection (field "email")'),
     ({"or": [{"field": "age", "op": "gt", "value": 1},
@@ -54,22 +57,31 @@ def test_referenced_datasets_walks_nested_linked_conditions() -> None:
      'selection.or[1].not (field "email")'),
     ({"linked": {"dataset": "transactions", "where": {"field": "card", "op": "is_null"}}},
      'selection.linked.where (field "card")'),
+    # A join on a personal column answers "which of these values are here" for the other side.
+    ({"linked": {"dataset": "guesses", "on": {"base": "email", "other": "guess"}}},
+     'selection.linked.on.base (field "email")'),
+    ({"linked": {"dataset": "transactions", "on": {"base": "id", "other": "card"}}},
+     'selection.linked.on.other (field "card")'),
 ])
 def test_selections_on_personal_fields_are_refused_naming_the_place(
     selection: dict[str, object], place: str
 ) -> None:
     with pytest.raises(PersonalDataRefused) as refused:
-        check_selection(selection, "customers", PERSONAL)
+        check_selection(selection, "customers", PERSONAL, KEYS)
     assert refused.value.detail.startswith(place)
-    check_selection(selection, "customers", {})
+    check_selection(selection, "customers", {}, KEYS)
 
 
-def test_personal_join_keys_and_other_datasets_fields_of_the_same_name_are_allowed() -> None:
-    check_selection({"linked": {"dataset": "transactions",
-                                "on": {"base": "email", "other": "card"}}}, "customers",
-                    PERSONAL)
+def test_a_join_on_a_personal_key_by_default_is_refused_too() -> None:
+    linked = {"linked": {"dataset": "transactions"}}
+    check_selection(linked, "customers", PERSONAL, KEYS)
+    with pytest.raises(PersonalDataRefused, match=r"linked\.on\.base"):
+        check_selection(linked, "customers", {"customers": frozenset({"id"})}, KEYS)
+
+
+def test_other_datasets_fields_of_the_same_name_are_not_personal() -> None:
     # "card" is personal in transactions, not in customers.
-    check_selection({"field": "card", "op": "is_null"}, "customers", PERSONAL)
+    check_selection({"field": "card", "op": "is_null"}, "customers", PERSONAL, KEYS)
 
 
 def test_cubes_over_personal_fields_are_refused() -> None:
@@ -81,8 +93,8 @@ def test_cubes_over_personal_fields_are_refused() -> None:
          "selection": {"field": "email", "op": "is_null"}},
     ):
         with pytest.raises(PersonalDataRefused):
-            check_cube(spec, PERSONAL)
-    check_cube({"dataset": "customers", "dimensions": [{"field": "age"}]}, PERSONAL)
+            check_cube(spec, PERSONAL, KEYS)
+    check_cube({"dataset": "customers", "dimensions": [{"field": "age"}]}, PERSONAL, KEYS)
 
 
 @pytest.fixture

@@ -250,7 +250,7 @@ def _checked(
     for roles that could not use the selection."""
     resolved = _resolve(session, dep, tenant, dataset, selection)
     if not _asker(session, principal).personal:
-        check_selection(selection, dataset, resolved.personal)
+        check_selection(selection, dataset, resolved.personal, resolved.keys)
     return resolved
 
 
