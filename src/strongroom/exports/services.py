@@ -225,7 +225,7 @@ def _prepare(
             compiled = compile_selection(selection, resolved.schema, base, today=now.date())
             where_sql, params = compiled.where_sql, list(compiled.params)
             if not requester.personal:
-                personal_check.check_selection(selection, base, resolved.personal)
+                personal_check.check_selection(selection, base, resolved.personal, resolved.keys)
         plan = compile_transforms(spec.columns, resolved.columns[base])
         if not requester.personal:
             _check_personal(plan, resolved.personal[base])
