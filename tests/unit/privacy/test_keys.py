@@ -105,6 +105,24 @@ def test_tampered_token_refused(known_keys: PrivacyKeys, tamper: Callable[[str],
     assert VALUE not in caught.value.detail
 
 
+def test_only_the_canonical_spelling_of_a_token_reverses(known_keys: PrivacyKeys) -> None:
+    """Base64's unused low bits in the last character must not make aliases of a token."""
+    for value in ("x", "abc", "", "alice@example.co"):  # 16 + length not a multiple of 3
+        token = known_keys.token(value)
+        aliases = [token[:-1] + c for c in _B64 if c != token[-1]]
+        same_bytes = [a for a in aliases
+                      if base64.urlsafe_b64decode(a[3:] + "=" * (-len(a[3:]) % 4))
+                      == base64.urlsafe_b64decode(token[3:] + "=" * (-len(token[3:]) % 4))]
+        assert same_bytes, "the value lengths above are chosen to leave unused bits"
+        for alias in aliases:
+            with pytest.raises(TokenInvalid):
+                known_keys.reverse(alias)
+        assert known_keys.reverse(token) == value
+
+
+_B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
 def test_token_bound_to_tenant_even_with_the_same_key() -> None:
     """The associated data names the tenant: the same key material does not carry over."""
     a = PseudonymKey("tenant-a", 1, HMAC_KEY, SIV_KEY)
