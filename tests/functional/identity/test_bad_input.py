@@ -11,7 +11,7 @@ import pytest
 from strongroom.identity.models import Role
 from strongroom.identity.permissions import Permission
 from tests.functional.identity.support import World, bearer, operations, problem, send
-from tests.functional.identity.test_matrix import body_for
+from tests.functional.identity.test_matrix import SAMPLE_QUERIES, body_for
 
 # Sent percent-encoded (httpx will not put a raw NUL in a URL); Starlette decodes them.
 NUL_IDS = ["a%00b", "0" * 31 + "%00", "%00", "..%2F..%2Fetc%2Fpasswd", "A" * 5000]
@@ -26,7 +26,7 @@ def test_malformed_path_ids_are_404_problems(world: World, bad: str) -> None:
             if not op.path_params:
                 continue
             response = send(client, op, dict.fromkeys(op.path_params, bad), body_for(op),
-                            bearer(admin))
+                            bearer(admin), SAMPLE_QUERIES.get((op.method, op.path)))
             assert response.status_code in {404, 414}, f"{op}: {response.text}"
             problem(response, response.status_code)
             checked += 1
@@ -100,7 +100,7 @@ def test_malformed_json_is_a_problem_on_every_route_with_a_body(
             headers = {"content-type": "application/json"}
             if op.permission is not Permission.PUBLIC:
                 headers |= bearer(world.account("alpha", Role.ADMIN))
-            response = client.request(op.method, op.path.format(user_id="0" * 32),
+            response = client.request(op.method, op.url(dict.fromkeys(op.path_params, "0" * 32)),
                                       content=payload.encode(), headers=headers)
             assert 400 <= response.status_code < 500, f"{op}: {response.text}"
             problem(response, response.status_code)
