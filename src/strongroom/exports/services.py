@@ -44,6 +44,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -268,19 +269,22 @@ def _measure(prepared: _Prepared, fmt: ExportFormat) -> velocity.Planned:
         CompiledSelection(prepared.where_sql, list(prepared.params)), prepared.base
     )
     with query_sandbox(prepared.resolved) as conn:
-        [(rows,)] = run_query(conn, count_sql, count_params, row_cap=1,
-                              timeout_seconds=QUERY_TIMEOUT_SECONDS).rows
         macs: bytes | None = None
-        if prepared.subject_column is not None:
+        if prepared.subject_column is None:
+            [(rows,)] = run_query(conn, count_sql, count_params, row_cap=1,
+                                  timeout_seconds=QUERY_TIMEOUT_SECONDS).rows
+        else:
+            # One scan gives both: the rows per key value (NULL keys are rows, not subjects).
             key = quote_identifier(prepared.subject_column)
             table = quote_identifier(sandbox_table(prepared.base))
-            distinct = (
-                f"SELECT DISTINCT CAST(base.{key} AS VARCHAR) FROM {table} AS base "  # noqa: S608  # nosec B608
-                f"WHERE {prepared.where_sql} AND base.{key} IS NOT NULL"
+            per_key = (
+                f"SELECT CAST(base.{key} AS VARCHAR), count(*) FROM {table} AS base "  # noqa: S608  # nosec B608
+                f"WHERE {prepared.where_sql} GROUP BY 1"
             )
-            values: list[str] = []
-            for batch in _batches(conn, check_read_only_sql(distinct), list(prepared.params)):
-                values += batch.column(0).to_pylist()
+            rows, values = 0, []
+            for batch in _batches(conn, check_read_only_sql(per_key), list(prepared.params)):
+                rows += int(pc.sum(batch.column(1)).as_py() or 0)
+                values += pc.drop_null(batch.column(0)).to_pylist()
             macs = velocity.subject_digests(prepared.ledger, values)
         sample_sql, sample_params = _select_sql(prepared, SAMPLE_ROWS)
         sample = [prepared.plan.apply(b, prepared.keys)
