@@ -38,11 +38,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import duckdb
+import pyarrow as pa
 import pyarrow.dataset as ds
 
 from strongroom.analysis.engine import EncryptedTable, _lockdown, open_sandbox
@@ -52,12 +53,15 @@ from strongroom.errors import InvalidInput
 if TYPE_CHECKING:
     from strongroom.deployment import Deployment
 
-__all__ = ["QueryCache", "deployment_query_cache"]
+__all__ = ["MASK", "QueryCache", "deployment_query_cache", "materialise"]
 
 logger = logging.getLogger("strongroom.analysis")
 
 MIB = 1024 * 1024
-Key = frozenset[tuple[str, str]]
+MASK = "\u2022\u2022\u2022"  # "•••", what a masked personal value reads as
+# Per dataset: its name, its version id and the personal columns masked in it.
+Key = frozenset[tuple[str, str, frozenset[str]]]
+Sandbox = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
 
 
 @dataclass(eq=False)
@@ -82,10 +86,19 @@ class _Slot:
     refused: dict[Key, float] = field(default_factory=dict)
 
 
-def _key(tables: Mapping[str, EncryptedTable], versions: Mapping[str, str]) -> Key:
-    if set(tables) != set(versions):
+def _key(
+    tables: Mapping[str, EncryptedTable], versions: Mapping[str, str],
+    masked: Mapping[str, frozenset[str]],
+) -> Key:
+    if set(tables) != set(versions) or not set(masked) <= set(tables):
         raise InvalidInput("every table needs its version id, and only those")
-    return frozenset(versions.items())
+    return frozenset(
+        (name, version, frozenset(masked.get(name, ()))) for name, version in versions.items()
+    )
+
+
+def _masked(key: Key) -> dict[str, frozenset[str]]:
+    return {name: columns for name, _version, columns in key if columns}
 
 
 def _memory_used(conn: duckdb.DuckDBPyConnection) -> int:
@@ -95,9 +108,36 @@ def _memory_used(conn: duckdb.DuckDBPyConnection) -> int:
     return int(used)
 
 
+def _load_table(
+    conn: duckdb.DuckDBPyConnection, dataset: str, table: EncryptedTable, personal: frozenset[str]
+) -> None:
+    view = table_name(dataset)
+    fmt = table.crypto.dataset_format()
+    full = ds.dataset(table.path, format=fmt)
+    # Masked: the personal columns are left out of the scan, so they are never read.
+    kept = pa.schema([f for f in full.schema if f.name not in personal])
+    source, target = f"__load_{view}", f"__public_{view}" if personal else view
+    conn.register(source, ds.dataset(table.path, format=fmt, schema=kept) if personal else full)
+    # Every name passed table_name's pattern or comes from the file's schema, quoted; the
+    # mask is our constant. No value from a client is spliced.
+    into, origin = quote_identifier(target), quote_identifier(source)
+    conn.execute(f"CREATE TABLE {into} AS SELECT * FROM {origin}")  # noqa: S608  # nosec B608
+    conn.unregister(source)
+    if personal:
+        mask = "'" + MASK.replace("'", "''") + "'"
+        select = ", ".join(
+            f"{mask} AS {quote_identifier(f.name)}" if f.name in personal
+            else quote_identifier(f.name)
+            for f in full.schema
+        )
+        conn.execute(f"CREATE VIEW {quote_identifier(view)} AS SELECT {select} "  # noqa: S608
+                     f"FROM {quote_identifier(target)}")  # nosec B608
+    conn.execute("CHECKPOINT")
+
+
 def materialise(
     tables: Mapping[str, EncryptedTable], load_limit_bytes: int, query_limit_bytes: int,
-    threads: int,
+    threads: int, masked: Mapping[str, frozenset[str]] | None = None,
 ) -> tuple[duckdb.DuckDBPyConnection, int]:
     """A locked in-memory database holding ``tables`` as ``ds_<name>``, and its size in bytes.
 
@@ -105,21 +145,16 @@ def materialise(
     database compresses its tables then, typically 4-6x), one table at a time
     so the uncompressed peak is one table's. The memory limit is then set to
     the data's size plus ``query_limit_bytes`` of working memory for queries.
+    A table with ``masked`` columns holds no personal column at all; its
+    ``ds_<name>`` is a view reading :data:`MASK` in their place (as the lazy
+    sandbox's masking does).
     """
     conn = duckdb.connect(":memory:")
     try:
         for statement in _lockdown(f"{load_limit_bytes // MIB}MiB", threads):
             conn.execute(statement)
         for dataset, table in tables.items():
-            view = table_name(dataset)
-            source = f"__load_{view}"
-            conn.register(source, ds.dataset(table.path, format=table.crypto.dataset_format()))
-            target, origin = quote_identifier(view), quote_identifier(source)
-            # Both names passed table_name's pattern; no value from a client is spliced.
-            load = f"CREATE TABLE {target} AS SELECT * FROM {origin}"  # noqa: S608  # nosec B608
-            conn.execute(load)
-            conn.unregister(source)
-            conn.execute("CHECKPOINT")
+            _load_table(conn, dataset, table, (masked or {}).get(dataset, frozenset()))
         size = _memory_used(conn)
         conn.execute(f"SET memory_limit = '{(size + query_limit_bytes) // MIB + 1}MiB'")
         conn.execute("SET lock_configuration = true")
@@ -164,26 +199,25 @@ class QueryCache:
 
     @contextmanager
     def connection(
-        self, tenant_id: str, tables: Mapping[str, EncryptedTable], versions: Mapping[str, str]
+        self, tenant_id: str, tables: Mapping[str, EncryptedTable], versions: Mapping[str, str],
+        *, masked: Mapping[str, frozenset[str]] | None = None, lazy: Sandbox | None = None,
     ) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A cursor of a database holding exactly ``versions``, or else a lazy sandbox.
+        """A cursor of a database holding exactly ``versions``, or else ``lazy()``'s sandbox.
 
-        ``versions`` maps each of ``tables``' names to its dataset version id.
-        On a miss a database for them starts loading in the background, for the
-        next request. Use the connection only inside the block.
+        ``versions`` maps each of ``tables``' names to its dataset version id;
+        ``masked`` names the personal columns to read as :data:`MASK` (a
+        separate database, holding none of them). On a miss a database starts
+        loading in the background, for the next request, and ``lazy`` (by
+        default a plain lazy sandbox; it must mask as asked) answers this one.
+        Use the connection only inside the block.
         """
-        key = _key(tables, versions)
+        key = _key(tables, versions, masked or {})
         database = self._lease(tenant_id, key)
         if database is None:
+            fallback = lazy or self._lazy(tables, masked or {})
             self._start_load(tenant_id, key, tables)
-            lazy = open_sandbox(
-                dict(tables), memory_limit=f"{self.memory_limit_bytes // MIB}MiB",
-                threads=self.threads,
-            )
-            try:
-                yield lazy
-            finally:
-                lazy.close()
+            with fallback() as sandbox:
+                yield sandbox
             return
         try:
             cursor = database.conn.cursor()
@@ -193,6 +227,23 @@ class QueryCache:
                 cursor.close()
         finally:
             self._release(database)
+
+    def _lazy(
+        self, tables: Mapping[str, EncryptedTable], masked: Mapping[str, frozenset[str]]
+    ) -> Sandbox:
+        if any(masked.values()):
+            raise InvalidInput("a masked request needs a lazy sandbox that masks")
+
+        @contextmanager
+        def sandbox() -> Iterator[duckdb.DuckDBPyConnection]:
+            conn = open_sandbox(dict(tables), memory_limit=f"{self.memory_limit_bytes // MIB}MiB",
+                                threads=self.threads)
+            try:
+                yield conn
+            finally:
+                conn.close()
+
+        return sandbox
 
     def _lease(self, tenant_id: str, key: Key) -> _Database | None:
         with self._lock:
@@ -213,9 +264,9 @@ class QueryCache:
         ``key`` holds each dataset's newest ready version, so those can never be
         asked for again (and they hold data the tenant has replaced).
         """
-        newest = dict(key)
+        newest = {name: version for name, version, _masked in key}
         for database in list(slot.databases.values()):
-            if any(newest.get(name, version) != version for name, version in database.key):
+            if any(newest.get(name, version) != version for name, version, _ in database.key):
                 self._retire(database)
 
     def _release(self, database: _Database) -> None:
@@ -228,10 +279,11 @@ class QueryCache:
     # -- loading -------------------------------------------------------------------------
 
     def load(
-        self, tenant_id: str, tables: Mapping[str, EncryptedTable], versions: Mapping[str, str]
+        self, tenant_id: str, tables: Mapping[str, EncryptedTable], versions: Mapping[str, str],
+        *, masked: Mapping[str, frozenset[str]] | None = None,
     ) -> bool:
         """Load a database for exactly ``versions`` now; whether it is cached."""
-        return self._load(tenant_id, _key(tables, versions), dict(tables))
+        return self._load(tenant_id, _key(tables, versions, masked or {}), dict(tables))
 
     def _start_load(
         self, tenant_id: str, key: Key, tables: Mapping[str, EncryptedTable]
@@ -273,7 +325,7 @@ class QueryCache:
                 try:
                     conn, size = materialise(
                         tables, self.budget_bytes + self.memory_limit_bytes,
-                        self.memory_limit_bytes, self.threads,
+                        self.memory_limit_bytes, self.threads, _masked(key),
                     )
                 except duckdb.OutOfMemoryException:
                     self._refuse(slot, key)

@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from strongroom.analysis._values import COLUMN_TYPES, ColumnType
-from strongroom.analysis.cache import QueryCache, deployment_query_cache
+from strongroom.analysis.cache import MASK, QueryCache, deployment_query_cache
 from strongroom.analysis.engine import EncryptedTable, open_sandbox
 from strongroom.analysis.selections import DatasetSchema, Schema, quote_identifier, table_name
 from strongroom.crypto.parquet import ParquetCrypto
@@ -51,8 +51,6 @@ __all__ = [
     "ready_dataset_names",
     "resolve_datasets",
 ]
-
-MASK = "\u2022\u2022\u2022"  # "•••", what a masked personal value reads as
 
 
 @dataclass(frozen=True)
@@ -225,13 +223,25 @@ def query_sandbox(
     through :func:`strongroom.analysis.engine.run_query` or ``cursor()``.
     """
     masked = {n: cols for n, cols in resolved.personal.items() if cols} if mask_personal else {}
-    if resolved.cache is not None and not masked:
-        # A cursor of the tenant's loaded database for exactly these versions (or, until it
-        # has loaded, the lazy sandbox below). Masking stays lazy: the cache holds clear values.
+    if resolved.cache is not None:
+        # A cursor of the tenant's loaded database for exactly these versions and masking
+        # (a masked one never holds the personal columns), or, until it has loaded, the lazy
+        # sandbox.
         versions = {name: info.id for name, info in resolved.versions.items()}
-        with resolved.cache.connection(resolved.tenant_id, resolved.tables, versions) as cached:
+        with resolved.cache.connection(
+            resolved.tenant_id, resolved.tables, versions, masked=masked,
+            lazy=lambda: _lazy_sandbox(resolved, masked),
+        ) as cached:
             yield cached
         return
+    with _lazy_sandbox(resolved, masked) as conn:
+        yield conn
+
+
+@contextmanager
+def _lazy_sandbox(
+    resolved: Resolved, masked: dict[str, frozenset[str]]
+) -> Iterator[duckdb.DuckDBPyConnection]:
     plain = {n: t for n, t in resolved.tables.items() if n not in masked}
     conn = open_sandbox(plain)
     try:
@@ -240,4 +250,3 @@ def query_sandbox(
         yield conn
     finally:
         conn.close()
-
