@@ -14,25 +14,34 @@ admits exactly one SELECT statement by DuckDB's own parser, and the locked
 configuration refuses file access even if a SELECT reaches a table function
 such as ``read_csv``.
 
-Scan through the arrow bridge, or load into memory first? Measured with
-``benchmarks/dataset_bench.py`` (2M and 10M customer rows, 2 threads, against
-DuckDB reading the same data as plain Parquet, on a shared and noisy machine):
-scanning the registered arrow dataset took 2.7-6.3x on a filtered count,
-2.9-3.8x on a cube and 25-54x on a bare ``count(*)`` (plain DuckDB answers that
-from Parquet metadata; the bridge decrypts and decodes every page through
-pyarrow and hands batches across without DuckDB's own pruning). Loading each
-table into the sandbox's memory (``materialise=True``: ``CREATE TABLE AS``,
-memory only, spilling off) brought queries to 0.5-1.7x (filtered count) and
-1.4-2.2x (cube), but the load itself took 0.5-1.0 s for 2M rows and 3-8 s for
-10M, and holds the whole table in memory.
+Scan through the arrow bridge, or load into memory first? Scanning the
+registered arrow dataset costs 2-5x plain DuckDB over plain Parquet on
+filtered counts and cubes, and 30-200x on a bare ``count(*)`` (plain DuckDB
+answers that from Parquet metadata; the bridge decrypts and decodes every page
+through pyarrow and hands batches across without DuckDB's own pruning).
+Loading each table into memory (``CREATE TABLE AS``, memory only, spilling
+off) and then compressing it (``CHECKPOINT``: an in-memory database compresses
+its tables then, about 5x; :func:`strongroom.analysis.cache.materialise`)
+brings queries to or below plain DuckDB. Loaded but not compressed (this
+module's ``materialise=True``), cubes on text columns stay 1.5-6x slower.
 
-The default is the lazy scan: a sandbox lives for one request, which usually
-asks one question, so loading first costs more than it saves (one load is
-dearer than one scan), and a lazy scan's memory is bounded by the memory
-limit, not by the size of the data. ``materialise=True`` is there for
-requests that ask many questions of the same data (a cube after a count,
-several selections), and is what a per-tenant cached in-memory database would
-use to reach the issue's 1.25x target.
+So a sandbox that lives for one request scans lazily (loading first costs more
+than it saves, and a lazy scan's memory is bounded by the memory limit, not by
+the data), and :mod:`strongroom.analysis.cache` keeps each tenant's loaded,
+compressed, locked database between requests, answering a miss lazily while it
+loads. Measured with ``benchmarks/dataset_bench.py`` (the routes' compiled
+counts and cubes, each request a fresh cursor and :func:`run_query`,
+interleaved with DuckDB over the plain Parquet in one process, 2 threads, on a
+2-core machine shared with other work, load average about 10):
+
+* 2M customer rows: cached 0.37-0.77x plain on every count and cube (bare
+  count 0.61x); lazy 2.2-72x. The cold load took 8 s under that load (about
+  1.2 s on an idle machine) and holds 38 MiB.
+* 10M rows: cached 0.28-0.83x on counts and on cubes with a numeric or date
+  dimension; 1.5x on a cube whose only dimension is a five-value text column
+  (DuckDB groups Parquet's dictionary pages without decoding them, and its own
+  compressed in-memory strings not: 120 against 80 ms). The cold load took
+  66 s under that load and holds 201 MiB (peak RSS 2.4 GiB while loading).
 """
 
 from __future__ import annotations
