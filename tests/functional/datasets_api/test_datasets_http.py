@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 from fastapi import FastAPI
 
-from strongroom.datasets.models import DatasetVersion
+from strongroom.datasets.models import Dataset, DatasetVersion
+from strongroom.db import utcnow
 from strongroom.identity.models import Role
 from tests.functional.datasets_api.conftest import (
     BUILD_DEADLINE_SECONDS,
@@ -336,3 +337,19 @@ def test_a_parquet_upload_that_is_really_a_zip_is_refused(site: Site) -> None:
         refused = start_build(client, dataset_id, upload["id"])
         assert problem_slug(refused, 422) == "dataset-not-parquet"
         assert client.get(f"/api/v1/datasets/{dataset_id}").json()["versions"] == []
+
+
+def test_a_dataset_past_its_recovery_window_is_not_restored(site: Site) -> None:
+    with site.client(site.analyst()) as client:
+        name = _name()
+        dataset_id = new_dataset(client, name)
+        deleted = client.post(f"/api/v1/datasets/{dataset_id}/delete",
+                              json={"confirm_name": name})
+        assert deleted.status_code == 200, deleted.text
+        # The window has passed (the purge has not run yet).
+        with site.world.deployment.transaction() as session:
+            session.execute(sa.update(Dataset).where(Dataset.id == dataset_id).values(
+                purge_after=utcnow() - dt.timedelta(seconds=1)))
+        refused = client.post(f"/api/v1/datasets/{dataset_id}/restore")
+        assert problem_slug(refused, 409) == "dataset-recovery-window"
+        assert client.get(f"/api/v1/datasets/{dataset_id}").json()["deleted_at"] is not None
