@@ -6,13 +6,14 @@ from typing import Annotated
 
 import typer
 
-from strongroom.audit import EventTag
+from strongroom.audit import Actor, EventTag
 from strongroom.cli._audited import audited_failure, record
 from strongroom.cli._common import HomeOption, deployment
+from strongroom.privacy.keys import rewrap_privacy_keys, rotate_privacy_keys
 from strongroom.storage.services import rewrap_data_keys
 from strongroom.tenancy import services
 
-app = typer.Typer(help="Rotate tenant keys and re-wrap data keys.", no_args_is_help=True)
+app = typer.Typer(help="Rotate tenant and privacy keys, and re-wrap keys.", no_args_is_help=True)
 
 
 @app.command("rotate")
@@ -42,7 +43,7 @@ def rewrap(
     ] = None,
     home: HomeOption = None,
 ) -> None:
-    """Re-wrap every data key under its tenant's newest key version."""
+    """Re-wrap every data key and privacy key under its tenant's newest key version."""
     lines = []
     with (
         deployment(home) as dep,
@@ -55,12 +56,37 @@ def rewrap(
         for found in tenants:
             ring = dep.keys.tenant_ring(session, found.id)
             changed = rewrap_data_keys(session, ring)
+            # The privacy (pseudonym and token) keys are wrapped by the same keyring.
+            privacy = rewrap_privacy_keys(session, ring)
             record(dep, session, EventTag.KEYS_REWRAP, tenant=found.id,
                    target=f"tenant:{found.id}",
-                   details={"version": ring.version, "rewrapped": changed})
+                   details={"version": ring.version, "rewrapped": changed,
+                            "privacy_keys_rewrapped": privacy})
             lines.append(
-                f"tenant {found.slug}: re-wrapped {changed} data keys under version "
-                f"{ring.version}"
+                f"tenant {found.slug}: re-wrapped {changed} data keys and {privacy} privacy "
+                f"keys under version {ring.version}"
             )
     for line in lines:
         typer.echo(line)
+
+
+@app.command("rotate-privacy")
+def rotate_privacy(
+    tenant: Annotated[
+        str, typer.Option("--tenant", help="Slug of the tenant whose privacy keys to rotate.")
+    ],
+    home: HomeOption = None,
+) -> None:
+    """Make a new pseudonymisation and token key version current for a tenant.
+
+    New pseudonyms and tokens differ from earlier ones (new exports no longer join with
+    old ones); tokens of every earlier version can still be reversed.
+    """
+    with (
+        deployment(home) as dep,
+        audited_failure(dep, EventTag.PRIVACY_KEY_ROTATE),
+        dep.transaction() as session,
+    ):
+        found = services.get_tenant(session, tenant)
+        version = rotate_privacy_keys(session, dep, found.id, actor=Actor.cli())
+    typer.echo(f"tenant {tenant}: privacy key version {version} is now current")
