@@ -296,15 +296,17 @@ class QueryCache:
                 return
             slot.loading.add(key)
             loader = threading.Thread(
-                target=self._load_quietly, args=(tenant_id, key, dict(tables)),
+                target=self._load_quietly, args=(tenant_id, slot, key, dict(tables)),
                 name="strongroom-query-cache-load", daemon=True,
             )
             self._loaders.add(loader)
         loader.start()
 
-    def _load_quietly(self, tenant_id: str, key: Key, tables: dict[str, EncryptedTable]) -> None:
+    def _load_quietly(
+        self, tenant_id: str, slot: _Slot, key: Key, tables: dict[str, EncryptedTable]
+    ) -> None:
         try:
-            self._load(tenant_id, key, tables)
+            self._load(tenant_id, key, tables, slot)
         except Exception as error:  # noqa: BLE001 - a background load must not kill the thread
             # By type only: DuckDB's messages can quote stored values.
             logger.warning("query cache load failed: %s", type(error).__name__)
@@ -312,15 +314,21 @@ class QueryCache:
             with self._lock:
                 self._loaders.discard(threading.current_thread())
 
-    def _load(self, tenant_id: str, key: Key, tables: dict[str, EncryptedTable]) -> bool:
+    def _load(
+        self, tenant_id: str, key: Key, tables: dict[str, EncryptedTable],
+        queued_in: _Slot | None = None,
+    ) -> bool:
+        # A queued load keeps the slot it was queued in: if the tenant was invalidated
+        # since, the slot is no longer the tenant's and the load is not installed.
         with self._lock:
-            slot = self._slots.setdefault(tenant_id, _Slot())
+            slot = queued_in or self._slots.setdefault(tenant_id, _Slot())
         with slot.lock:
             try:
                 with self._lock:
                     if key in slot.databases:
                         return True
-                    if self._closed or self._refused(slot, key):
+                    if (self._closed or self._slots.get(tenant_id) is not slot
+                            or self._refused(slot, key)):
                         return False
                 try:
                     conn, size = materialise(

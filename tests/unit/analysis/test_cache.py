@@ -374,6 +374,15 @@ def test_invalidate_closes_a_tenants_database_once_its_cursor_returns(
         conn.execute("SELECT 1")
 
 
+def test_invalidate_wins_over_a_load_in_flight(cache: QueryCache, tenants: Tenants) -> None:
+    cache.invalidate("a")  # nothing cached yet: a no-op
+    with cache.connection("a", tenants.a, tenants.a_versions) as conn:
+        cache.invalidate("a")  # the miss's background load may not have finished
+        assert not cached(conn)
+    cache.wait_for_loads()
+    assert cache.cached() == {}  # the load, queued for the invalidated slot, was dropped
+
+
 def test_a_closed_cache_loads_nothing_and_answers_lazily(tenants: Tenants) -> None:
     cache = QueryCache(64 * MIB, 60.0, memory_limit_bytes=64 * MIB, threads=1)
     cache.close()
