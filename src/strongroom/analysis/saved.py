@@ -164,7 +164,14 @@ def update_selection(
     text = canonical(selection)
     locked = session.get_one(SavedSelection, saved.id, with_for_update=True)
     number = locked.latest_version + 1
-    _add_version(session, deployment, locked, actor, text, number)
+    try:
+        with session.begin_nested():
+            _add_version(session, deployment, locked, actor, text, number)
+            session.flush()
+    except sa.exc.IntegrityError:
+        # Another save took this number first (SQLite has no row locks): nothing was stored.
+        raise SelectionExists(f"version {number} was saved by someone else just now",
+                              hint="read the selection again and save on top of it") from None
     locked.latest_version = number
     locked.updated_at = utcnow()
     deployment.audit.record_event(

@@ -143,3 +143,18 @@ def test_a_selection_too_large_to_keep_is_refused(deployment: Deployment, tenant
     create(deployment, tenant, "fits", huge)  # about 19 KB of JSON
     with pytest.raises(InvalidSelection, match="larger than"):
         saved.canonical({"or": [huge] * 4})
+
+
+def test_a_version_number_taken_meanwhile_is_a_conflict_not_a_crash(
+    deployment: Deployment, tenant: Tenant
+) -> None:
+    selection_id = create(deployment, tenant)
+    with deployment.transaction() as session:
+        # What a concurrent save that has not bumped latest_version yet leaves behind.
+        session.add(SavedSelectionVersion(selection_id=selection_id, number=2,
+                                          selection_sealed=b"taken", created_by="other"))
+    with deployment.transaction() as session, pytest.raises(SelectionExists, match="version 2"):
+        saved.update_selection(session, deployment, tenant, ANALYST, selection_id,
+                               selection=OVER_3, schema=SCHEMA, today=TODAY)
+    with deployment.transaction() as session:
+        assert saved.get_selection(session, tenant, selection_id).latest_version == 1
