@@ -32,12 +32,10 @@ refusal of a user within an hour records a security alert.
 
 from __future__ import annotations
 
-import array
 import dataclasses
 import datetime as dt
 import math
 import secrets
-import sys
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -207,13 +205,13 @@ def ledger_key(session: Session, keys: KeyStore, tenant_id: str) -> MacKey:
 
 
 def subject_digests(key: MacKey, values: Iterable[str]) -> bytes:
-    """The distinct 64-bit ledger HMACs of key values, sorted, as one buffer."""
-    digests = {int(key.mac(SUBJECT_DOMAIN, value.encode())[: 2 * _MAC_BYTES], 16)
-               for value in values}
-    packed = array.array("Q", sorted(digests))
-    if sys.byteorder != "little":  # stored little-endian, as Arrow reads them back
-        packed.byteswap()
-    return packed.tobytes()
+    """The distinct 64-bit ledger HMACs of key values, as one buffer of 8-byte entries."""
+    digests = b"".join(key.digests(SUBJECT_DOMAIN, (v.encode() for v in values), _MAC_BYTES))
+    if not digests:
+        return b""
+    unique = pc.unique(_macs_array([digests]))
+    start = unique.offset * _MAC_BYTES
+    return bytes(unique.buffers()[1])[start : start + len(unique) * _MAC_BYTES]
 
 
 # -- usage ---------------------------------------------------------------------------------------
