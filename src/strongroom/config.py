@@ -342,6 +342,11 @@ REGISTRY: tuple[Setting, ...] = (
         "pseudonyms unless they joined the insider programme themselves. Nothing leaves "
         "the deployment unless the operator runs `telemetry export`. Off: nothing is recorded.",
     ),
+    Setting(
+        "telemetry_retention_days", int, 400,
+        "Usage events older than this are deleted by `telemetry purge` (run it daily).",
+        maximum=3650,
+    ),
 )
 
 _BY_NAME = {s.name: s for s in REGISTRY}
@@ -406,6 +411,7 @@ class Settings:
     export_link_hours: int
     export_refusal_alert_count: int
     telemetry_enabled: bool
+    telemetry_retention_days: int
     sources: Mapping[str, str] = dataclasses.field(default_factory=dict, compare=False)
 
     @property

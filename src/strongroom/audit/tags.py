@@ -105,6 +105,7 @@ class EventTag(StrEnum):
     TELEMETRY_INSIDER_JOIN = "user:telemetry:insider-join"
     TELEMETRY_INSIDER_LEAVE = "user:telemetry:insider-leave"
     TELEMETRY_EXPORT = "operator:telemetry:export"
+    TELEMETRY_PURGE = "operator:telemetry:purge"
     TENANT_CLONE_OUT = "operator:tenant:clone-out"
     TENANT_CLONE_IN = "operator:tenant:clone-in"
     # The system itself
@@ -196,6 +197,7 @@ TAG_CLASS: dict[EventTag, EventClass] = {
     EventTag.TELEMETRY_INSIDER_JOIN: EventClass.SECURITY,
     EventTag.TELEMETRY_INSIDER_LEAVE: EventClass.SECURITY,
     EventTag.TELEMETRY_EXPORT: EventClass.SECURITY,
+    EventTag.TELEMETRY_PURGE: EventClass.ADMINISTRATION,
     EventTag.TENANT_CLONE_OUT: EventClass.SECURITY,
     EventTag.TENANT_CLONE_IN: EventClass.SECURITY,
 }

@@ -15,6 +15,7 @@ from strongroom.audit.canonical import timestamp
 from strongroom.cli._audited import record
 from strongroom.cli._common import HomeOption, deployment, table
 from strongroom.telemetry.export import ExportFormat, iter_records, parse_since, render, summarise
+from strongroom.telemetry.services import purge_before, retention_cutoff
 
 app = typer.Typer(
     help="Product-usage telemetry kept in this deployment: summary and export.",
@@ -89,3 +90,22 @@ def show(since: Since = None, home: HomeOption = None) -> None:
     if summary.by_feature:
         rows: list[tuple[str, ...]] = [(f, str(n)) for f, n in summary.by_feature.items()]
         typer.echo(table(rows, ("FEATURE", "EVENTS")))
+
+
+@app.command("purge")
+def purge(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would go, delete nothing.")
+    ] = False,
+    home: HomeOption = None,
+) -> None:
+    """Delete usage events older than telemetry_retention_days (run it daily, from cron)."""
+    with deployment(home) as dep, dep.transaction() as session:
+        cutoff = retention_cutoff(dep)
+        count = purge_before(session, cutoff, dry_run=dry_run)
+        if not dry_run:
+            record(dep, session, EventTag.TELEMETRY_PURGE, details={
+                "events": count, "retention_days": dep.settings.telemetry_retention_days})
+    verb = "would delete" if dry_run else "deleted"
+    typer.echo(f"{verb} {count} usage events from before {timestamp(cutoff)}")
+

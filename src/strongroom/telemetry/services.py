@@ -222,3 +222,22 @@ def set_insider(
                                   target=f"user:{user.id}", details=details)
     session.flush()
     return consent_state(session, deployment, user.id)
+
+
+# -- retention ------------------------------------------------------------------------------
+
+
+def purge_before(session: Session, cutoff: dt.datetime, *, dry_run: bool = False) -> int:
+    """Delete (or with ``dry_run`` count) usage events older than ``cutoff``."""
+    condition = UsageEvent.occurred_at < cutoff
+    if dry_run:
+        return int(session.scalar(
+            sa.select(sa.func.count()).select_from(UsageEvent).where(condition)) or 0)
+    result = session.execute(sa.delete(UsageEvent).where(condition))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def retention_cutoff(deployment: Deployment, now: dt.datetime | None = None) -> dt.datetime:
+    days = deployment.settings.telemetry_retention_days
+    return (now or utcnow()) - dt.timedelta(days=days)
+

@@ -8,6 +8,7 @@ database hold no identifier of a user who has not opted in.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import stat
@@ -28,6 +29,7 @@ from tests.functional.identity.support import (
     problem_slug,
 )
 from tests.functional.support import assert_clean_failure, assert_ok, run_cli
+from tests.unit.tenancy.test_clone import scan
 
 URL = "/api/v1/me/telemetry"
 
@@ -164,14 +166,32 @@ def test_the_export_names_only_insiders_and_holds_no_personal_data(
     assert "insiders now: " in summary
     assert "login" in summary
     if not world.deployment.settings.database_url:
-        # SQLite: no email of any user anywhere in the database files.
-        for path in home.glob("strongroom.db*"):
-            data = path.read_bytes()
-            for account in (outsider, insider):
-                assert account.email.encode() not in data
+        # SQLite: no email of any user anywhere in the home, database files included.
+        assert scan(home, [a.email.encode() for a in (outsider, insider)]) == []
 
 
 def test_a_bad_since_is_one_clean_line(world: World) -> None:
     home = world.deployment.settings.home
     assert_clean_failure(run_cli("telemetry", "export", "--since", "last week", "--home", home),
                          "--since must be a date")
+
+
+def test_purge_deletes_events_past_retention_and_is_audited(world: World) -> None:
+    account = world.add_user("bravo", Role.ANALYST)
+    with world.client() as client:
+        login(client, account)
+    [event] = _events_of(world, account)
+    with world.deployment.transaction() as session:
+        session.execute(sa.update(UsageEvent).where(UsageEvent.id == event.id).values(
+            occurred_at=event.occurred_at - dt.timedelta(days=401)))
+    home = world.deployment.settings.home
+    after = world.last_seq()
+    dry = assert_ok(run_cli("telemetry", "purge", "--dry-run", "--home", home))
+    assert dry.startswith("would delete 1 usage events")
+    assert len(_events_of(world, account)) == 1
+    purged_out = assert_ok(run_cli("telemetry", "purge", "--home", home))
+    assert purged_out.startswith("deleted 1 usage events")
+    assert _events_of(world, account) == []
+    [purged] = world.audit_events("operator:telemetry:purge", after)
+    assert json.loads(purged.details) == {"events": 1, "retention_days": 400}
+

@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -118,13 +120,34 @@ def files(root: Path) -> Iterator[Path]:
                 yield path
 
 
+# Run in a child process: closing any descriptor of a file drops every POSIX lock this
+# process holds on it, so reading an open SQLite database here would break its locking.
+_SCAN = """
+import json, os, sys
+needles = [bytes.fromhex(n) for n in json.load(sys.stdin)]
+hits = []
+for top, _dirs, names in os.walk(sys.argv[1]):
+    for name in names:
+        path = os.path.join(top, name)
+        if os.path.isfile(path) and not os.path.islink(path):
+            with open(path, "rb") as handle:
+                data = handle.read()
+            hits += [f"{path}: {n[:20]!r}" for n in needles if n in data]
+print(json.dumps(hits))
+"""
+
+
+def scan(root: Path, needles: list[bytes]) -> list[str]:
+    """Every file under ``root`` holding one of ``needles``, read in a child process."""
+    result = subprocess.run(
+        [sys.executable, "-c", _SCAN, str(root)], input=json.dumps([n.hex() for n in needles]),
+        capture_output=True, text=True, check=True, timeout=300,
+    )
+    return list(json.loads(result.stdout))
+
+
 def canary_hits(root: Path) -> list[str]:
-    hits = []
-    needles = canaries()
-    for path in files(root):
-        data = path.read_bytes()
-        hits += [f"{path.name}: {n[:20]!r}" for n in needles if n in data]
-    return hits
+    return scan(root, canaries())
 
 
 def snapshot(dep: Deployment) -> dict[str, Any]:
@@ -175,6 +198,7 @@ def test_a_clone_is_queryable_in_the_target_and_holds_no_canary(
     assert postcode == "SW1A"
     assert 1950 <= born < 1990
     assert canary_hits(target.settings.home) == []
+    assert scan(target.settings.home, [b'environment = "test"'])  # the scan reads files
     [out] = audit(source, "operator:tenant:clone-out")
     assert json.loads(out.details)["to_environment"] == "test"
     assert "customers" not in out.details  # the dataset name is a keyed hash in the audit
