@@ -17,14 +17,17 @@ import sys
 import textwrap
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+from strongroom.audit.models import AuditEvent
 from strongroom.datasets import jobs, maintenance
 from strongroom.datasets.models import DatasetVersion
 from strongroom.deployment import Deployment
 from strongroom.tenancy.models import Tenant
-from tests.functional.support import cli_env
+from tests.functional.support import cli_env, serve_subprocess
 from tests.unit.datasets.test_jobs import customers_csv, new_dataset
 from tests.unit.datasets.test_uploads import ANALYST, audit_tags, upload_bytes
 
@@ -67,11 +70,11 @@ def first_line(process: subprocess.Popen[str]) -> str:
         return ""
 
 
-def test_a_build_killed_mid_way_is_recovered_and_the_next_build_succeeds(
-    deployment: Deployment, tenant: Tenant
-) -> None:
-    data = customers_csv(15_000)
-    upload_id = upload_bytes(deployment, tenant, data, parts=3)
+def kill_a_build_mid_way(deployment: Deployment, tenant: Tenant) -> tuple[str, str, str]:
+    """Start a build in a subprocess, check it is alive and left alone, SIGKILL it.
+
+    Returns (dataset id, upload id, version id)."""
+    upload_id = upload_bytes(deployment, tenant, customers_csv(15_000), parts=3)
     dataset_id = new_dataset(deployment, tenant)
     process = subprocess.Popen(
         [sys.executable, "-c", BUILDER, str(deployment.settings.home), tenant.id, dataset_id,
@@ -100,11 +103,11 @@ def test_a_build_killed_mid_way_is_recovered_and_the_next_build_succeeds(
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
-
     assert not jobs.BuildLocks.alive(deployment, version_id)
-    recovered, removed = maintenance.recover_interrupted_builds(deployment)
-    assert recovered == 1
-    assert removed >= 2  # the lock file and the half-written output
+    return dataset_id, upload_id, version_id
+
+
+def assert_interrupted(deployment: Deployment, tenant: Tenant, version_id: str) -> None:
     assert list(jobs.builds_dir(deployment).iterdir()) == []
     with deployment.transaction() as session:
         version = session.get_one(DatasetVersion, version_id)
@@ -113,6 +116,32 @@ def test_a_build_killed_mid_way_is_recovered_and_the_next_build_succeeds(
         assert json.loads(version.report or "{}")["error"]["type"] == "interrupted"
     assert ("system:dataset:build-interrupted", "failure") in audit_tags(deployment, tenant)
 
+
+def test_a_build_killed_mid_way_is_recovered_and_the_next_build_succeeds(
+    deployment: Deployment, tenant: Tenant
+) -> None:
+    dataset_id, upload_id, version_id = kill_a_build_mid_way(deployment, tenant)
+    recovered, removed = maintenance.recover_interrupted_builds(deployment)
+    assert recovered == 1
+    assert removed >= 2  # the lock file and the half-written output
+    assert_interrupted(deployment, tenant, version_id)
+
     again = jobs.run_build(deployment, tenant.id, dataset_id, upload_id, ANALYST)
     assert (again.status, again.number, again.row_count) == ("ready", 2, 15_000)
     assert list(jobs.builds_dir(deployment).iterdir()) == []
+
+
+def test_serve_recovers_a_killed_build_before_it_listens(
+    deployment: Deployment, tenant: Tenant, tmp_path: Path
+) -> None:
+    _, _, version_id = kill_a_build_mid_way(deployment, tenant)
+    with serve_subprocess(deployment.settings.home, tmp_path / "serve.log"):
+        # The URLs are announced after the start-up recovery ran.
+        assert_interrupted(deployment, tenant, version_id)
+    with deployment.transaction() as session:
+        runs = session.scalars(
+            sa.select(AuditEvent.details).where(AuditEvent.tag == "system:dataset:maintenance")
+        ).all()
+    details = json.loads(runs[0])
+    assert (details["phase"], details["interrupted_builds"], details["build_files_removed"]) == (
+        "start", 1, 2)
