@@ -1,12 +1,18 @@
 """Build jobs: an upload built into a new dataset version, in the background, cancellable.
 
-:func:`start_build` records a *building* version (audited) in the caller's
-transaction; :func:`execute_build` runs :func:`~strongroom.datasets.build.build_dataset`
-over the upload's decrypted stream into a temporary file in the object
-store's incoming area, publishes the encrypted Parquet file as an immutable
-object, and marks the version ready, failed or cancelled (audited). Progress is
-written to the version row as blocks are read; :func:`cancel_build` sets a flag
-that the running build reads between blocks.
+:func:`start_build` first checks what the upload's head already shows
+(:func:`preflight`: empty, not Parquet, a bad header, a wrong delimiter...; a
+422 and no version), then records a *building* version (audited) in the
+caller's transaction. :func:`execute_build` runs
+:func:`~strongroom.datasets.build.build_dataset` over the decrypted CSV stream,
+or :func:`~strongroom.datasets.parquet_input.build_parquet_dataset` over a
+seekable view of a Parquet upload, into a temporary file under ``OBJECTS/.builds``
+(not the store's ``.incoming``, which another process's start-up clears),
+publishes the encrypted Parquet file as an immutable object, and marks the
+version ready, failed or cancelled (audited). Progress is written to the version
+row as blocks are read; :func:`cancel_build` sets a flag that the running build
+reads between blocks. While a build may run, its process holds the build's lock
+(:class:`BuildLocks`), which is how crash recovery tells a dead build from a live one.
 """
 
 from __future__ import annotations
