@@ -254,3 +254,22 @@ def test_cancel_midway_leaves_nothing(crypto: ParquetCrypto, tmp_path: Path) -> 
                               cancel=lambda: len(seen) >= 2)
     assert seen == [500, 1000]
     assert list(out.parent.iterdir()) == []
+
+
+def test_damage_found_mid_build_leaves_a_failed_version_and_no_object(
+    deployment: Deployment, tenant: Tenant
+) -> None:
+    table = pa.table({"id": list(range(1, 100_001)), "b": [f"x{i}" for i in range(100_000)]})
+    data = bytearray(parquet_bytes(table, row_group_size=20_000))
+    middle = len(data) // 2  # a later row group's pages; the footer and the first are intact
+    for i in range(middle, middle + 2000):
+        data[i] ^= 0x5A
+    upload_id = upload_file(deployment, tenant, bytes(data))
+    files = object_files(deployment, tenant)
+    version = jobs.run_build(deployment, tenant.id, new_dataset(deployment, tenant), upload_id,
+                             ANALYST)
+    assert version.status == "failed"
+    assert (version.parquet_digest, version.row_count) == (None, None)
+    assert catalog.version_report(version)["error"]["type"] == "dataset-bad-parquet"
+    assert object_files(deployment, tenant) == files
+    assert list(jobs.builds_dir(deployment).iterdir()) == []
