@@ -11,7 +11,12 @@ from tests.unit.datasets.test_uploads import ANALYST
 
 from strongroom.analysis import compile_selection, count_query
 from strongroom.analysis.engine import QueryFailed, run_query
-from strongroom.analysis.service import MASK, query_sandbox, resolve_datasets
+from strongroom.analysis.service import (
+    MASK,
+    query_sandbox,
+    ready_dataset_names,
+    resolve_datasets,
+)
 from strongroom.datasets import catalog
 from strongroom.datasets.errors import DatasetNotFound, VersionNotFound
 from strongroom.deployment import Deployment
@@ -98,6 +103,13 @@ def test_a_dataset_without_a_ready_version_is_left_out_or_not_found_by_name(
         assert "empty" not in resolve_datasets(session, deployment, tenant).tables
         with pytest.raises(VersionNotFound):
             resolve_datasets(session, deployment, tenant, ["empty"])
+
+
+def test_ready_dataset_names_reads_no_file(deployment: Deployment, tenant: Tenant) -> None:
+    with deployment.transaction() as session:
+        catalog.create_dataset(session, deployment, tenant, ANALYST, "empty", key_column=None)
+        catalog.create_dataset(session, deployment, tenant, ANALYST, "Not Queryable")
+        assert ready_dataset_names(session, tenant) == {"customers", "transactions"}
 
 
 def test_another_tenants_datasets_are_invisible(

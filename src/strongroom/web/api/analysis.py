@@ -170,7 +170,8 @@ def cube(body: CubeRequest, request: Request) -> CubeOut:
         resolved, spec, asker, today=_today(), max_cells=settings.cube_max_cells,
         timeout=settings.query_timeout_seconds))
     _record(dep, principal, EventTag.ANALYSIS_CUBE, resolved, base, started, {
-        "cells": len(answer.cells), "suppressed": answer.suppressed_cells,
+        "cells": len(answer.cells), "estimated_cells": answer.estimated_cells,
+        "suppressed": answer.suppressed_cells,
         "dimensions": len(answer.dimensions), **_selection_details(selection, used)})
     return CubeOut.model_validate({
         "dataset": answer.dataset, "version": answer.version,
