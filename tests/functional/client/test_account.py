@@ -11,7 +11,7 @@ import pytest
 
 from strongroom.crypto.certificates import generate_local_tls
 from tests.functional.client.conftest import ANALYST, TENANT, VIEWER
-from tests.functional.client.support import Client, assert_refused
+from tests.functional.client.support import PASSWORD, Client, assert_refused
 from tests.functional.support import RunningServer, assert_ok, verifying_context
 
 
@@ -77,11 +77,16 @@ def test_a_server_the_stored_ca_did_not_sign_is_refused(client: Client, tmp_path
     assert_refused(client.run("whoami"), 2, "cannot verify the certificate")
 
 
-def test_plain_http_is_refused(client: Client) -> None:
-    result = client.run("login", "--server", f"http://localhost:{client.server.port}",
-                        "--tenant", TENANT, "--email", ANALYST, "--password-stdin",
-                        stdin="x\n")
+@pytest.mark.parametrize("address", [
+    "http://localhost:{port}", "https://localhost:", "https://ann@localhost:{port}",
+    "https://localhost:{port}/api", "localhost:{port}",
+])
+def test_an_address_other_than_https_host_port_is_refused(client: Client, address: str) -> None:
+    server = address.format(port=client.server.port)
+    result = client.run("login", "--server", server, "--tenant", TENANT, "--email", ANALYST,
+                        "--password-stdin", stdin=PASSWORD + "\n")
     assert_refused(result, 1, "https://")
+    assert not client.credentials.exists()
 
 
 def test_the_password_is_never_an_argument(client: Client) -> None:

@@ -195,3 +195,28 @@ def test_a_viewer_is_refused_what_needs_an_analyst(
     csv = customers_csv(tmp_path / "v.csv", 5)
     args = [part.format(csv=csv) for part in command]
     assert_refused(client.run(*args), 1, "403")
+
+
+def test_resume_continues_an_upload_begun_elsewhere(analyst: Client, tmp_path: Path) -> None:
+    """An upload interrupted for good (the process died) continues with --resume from what
+    the server holds; the first MiB is not sent again."""
+    source = customers_csv(tmp_path / "half.csv", 30_000)
+    size = source.stat().st_size
+    first = source.read_bytes()[: 1024 * 1024]
+    stored = json.loads(analyst.credentials.read_text())
+    headers = {"authorization": f"Bearer {stored['token']}"}
+    with analyst.server.client(headers=headers) as http:
+        opened = http.post(analyst.server.url("/api/v1/uploads"), json={
+            "filename": "half.csv", "format": "csv", "size": size, "csv": None})
+        assert opened.status_code == 201, opened.text
+        upload_id = opened.json()["id"]
+        sent = http.put(analyst.server.url(f"/api/v1/uploads/{upload_id}/chunks"),
+                        params={"offset": 0}, content=first,
+                        headers={"content-type": "application/octet-stream"})
+        assert sent.json()["received_bytes"] == len(first)
+    out = json.loads(assert_ok(analyst.run(
+        "dataset", "upload", source, "--dataset", "halves", "--resume", upload_id,
+        "--chunk-mib", "1", "--build", "--json")))
+    assert out["upload"]["id"] == upload_id
+    assert out["upload"]["received_bytes"] == size
+    assert out["version"]["row_count"] == 30_000

@@ -11,8 +11,8 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add login/logout/whoami, dataset, count, cube, sql, preview and selection."""
-    from strongroom.cli.client import account, analysis, datasets
+    """Add login/logout/whoami, dataset, count, cube, sql, preview, selection, export, quota."""
+    from strongroom.cli.client import account, analysis, datasets, exports
 
     app.command("login")(account.login)
     app.command("logout")(account.logout)
@@ -23,3 +23,4 @@ def register(app: typer.Typer) -> None:
     app.command("sql")(analysis.sql)
     app.command("preview")(analysis.preview)
     app.add_typer(analysis.selection_app, name="selection")
+    exports.register(app)

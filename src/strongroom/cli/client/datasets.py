@@ -241,10 +241,22 @@ def upload(
                                             "size": size, "csv": csv})
         else:
             started = api.get(f"/uploads/{resume}")
-        with progress_bar(f"uploading {file.name}", size, enabled=interactive(as_json),
-                          in_bytes=True) as update:
-            sent, retries = transfer.send_file(api, started, file, chunk_mib * MIB,
-                                               lambda n: update(n, None))
+            if started.get("status") != "receiving":
+                raise ClientError(f"upload {resume} is {started.get('status')}, not receiving: "
+                                  "there is nothing to resume", exit_code=REFUSED)
+        again = (f"continue with: strongroom dataset upload {file} --dataset {dataset} "
+                 f"--resume {started['id']}")
+        try:
+            with progress_bar(f"uploading {file.name}", size, enabled=interactive(as_json),
+                              in_bytes=True) as update:
+                sent, retries = transfer.send_file(api, started, file, chunk_mib * MIB,
+                                                   lambda n: update(n, None))
+        except KeyboardInterrupt:
+            note(f"interrupted; the server keeps what it received: {again}")
+            raise
+        except ClientError as exc:
+            raise ClientError(f"{exc.message}; the server keeps what it received: {again}",
+                              exit_code=exc.exit_code) from None
         if retries:
             note(f"the connection failed {retries} time(s); the upload resumed each time")
         done = transfer.complete(api, str(sent["id"]))

@@ -39,7 +39,12 @@ def check_server_url(server: str) -> str:
     if parts.scheme != "https":
         raise ClientError(f"the server address must start with https:// (got {server!r})",
                           exit_code=REFUSED)
-    if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment:
+    try:
+        port_ok = not parts.netloc.endswith(":") and (parts.port is None or parts.port > 0)
+    except ValueError:
+        port_ok = False
+    if (not parts.hostname or not port_ok or parts.username or parts.password
+            or parts.path not in ("", "/") or parts.query or parts.fragment):
         raise ClientError(f"the server address must be https://HOST[:PORT] (got {server!r})",
                           exit_code=REFUSED)
     return f"https://{parts.netloc}"
