@@ -321,3 +321,18 @@ def test_the_servers_maintenance_run_purges_spent_export_files(
     run = run_maintenance(deployment, now=NOW)
     assert run.purged_exports == 1
     assert counts(deployment)[0] == objects
+
+
+@pytest.mark.parametrize("fmt", list(ExportFormat))
+def test_a_selection_of_nobody_exports_an_empty_file_of_the_right_shape(
+    deployment: Deployment, tenant: Tenant, export: Callable[..., CreatedExport],
+    fmt: ExportFormat,
+) -> None:
+    created = export(fmt=fmt, columns=[{"name": "id"}, {"name": "region"}],
+                     selection={"field": "id", "op": "gt", "value": 1000})
+    data = download(deployment, tenant, created)
+    assert created.export.rows == 0
+    if fmt is ExportFormat.CSV:
+        assert data == b'"id","region"\n'
+    else:
+        assert pq.read_table(io.BytesIO(data)).column_names == ["id", "region"]
