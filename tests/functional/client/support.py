@@ -133,7 +133,12 @@ class CuttingProxy:
                 continue
             except OSError:
                 return
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                # The server is down (being restarted): the client sees its connection end.
+                conn.close()
+                continue
             with self.lock:
                 self.open.update({conn, upstream})
             for args in ((conn, upstream, True), (upstream, conn, False)):

@@ -16,10 +16,10 @@ from strongroom.cli.client.errors import ApiError, ClientError
 from strongroom.cli.client.http import Api, ConnectionLost
 
 PIECE = 1024 * 1024
-# Consecutive failures without progress before giving up; the waits add up to about a minute,
-# enough for a server restart.
-MAX_RETRIES = 8
-BACKOFF_SECONDS = (0.5, 1, 2, 4, 8, 15, 15, 15)
+# Waits between consecutive failures without progress; they add up to about two minutes,
+# enough for a server restart, before the upload gives up (and says how to resume it).
+BACKOFF_SECONDS = (0.5, 1, 2, 4, 8, 15, 15, 15, 15, 15, 15, 15)
+MAX_RETRIES = len(BACKOFF_SECONDS)
 BUILD_POLL_SECONDS = 0.5
 DONE = frozenset({"ready", "failed", "cancelled"})
 
