@@ -34,6 +34,7 @@ The rules:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -58,6 +59,7 @@ __all__ = ["MASK", "QueryCache", "deployment_query_cache", "materialise"]
 logger = logging.getLogger("strongroom.analysis")
 
 MIB = 1024 * 1024
+LOAD_CHUNK_ROWS = 1_000_000  # rows loaded, then compressed, at a time
 MASK = "\u2022\u2022\u2022"  # "•••", what a masked personal value reads as
 # Per dataset: its name, its version id and the personal columns masked in it.
 Key = frozenset[tuple[str, str, frozenset[str]]]
@@ -109,20 +111,36 @@ def _memory_used(conn: duckdb.DuckDBPyConnection) -> int:
 
 
 def _load_table(
-    conn: duckdb.DuckDBPyConnection, dataset: str, table: EncryptedTable, personal: frozenset[str]
+    conn: duckdb.DuckDBPyConnection, dataset: str, table: EncryptedTable, personal: frozenset[str],
+    chunk_rows: int,
 ) -> None:
     view = table_name(dataset)
     fmt = table.crypto.dataset_format()
     full = ds.dataset(table.path, format=fmt)
     # Masked: the personal columns are left out of the scan, so they are never read.
     kept = pa.schema([f for f in full.schema if f.name not in personal])
+    scan = ds.dataset(table.path, format=fmt, schema=kept) if personal else full
     source, target = f"__load_{view}", f"__public_{view}" if personal else view
-    conn.register(source, ds.dataset(table.path, format=fmt, schema=kept) if personal else full)
     # Every name passed table_name's pattern or comes from the file's schema, quoted; the
     # mask is our constant. No value from a client is spliced.
     into, origin = quote_identifier(target), quote_identifier(source)
-    conn.execute(f"CREATE TABLE {into} AS SELECT * FROM {origin}")  # noqa: S608  # nosec B608
+    conn.register(source, scan)
+    conn.execute(f"CREATE TABLE {into} AS SELECT * FROM {origin} LIMIT 0")  # noqa: S608  # nosec B608
     conn.unregister(source)
+    # In chunks, each compressed before the next: the uncompressed peak is one chunk's.
+    pending: list[pa.RecordBatch] = []
+    rows = 0
+    batches = scan.to_batches(batch_size=min(chunk_rows, 65_536))
+    for batch in itertools.chain(batches, [None]):
+        if batch is not None:
+            pending.append(batch)
+            rows += batch.num_rows
+        if pending and (batch is None or rows >= chunk_rows):
+            conn.register(source, pa.Table.from_batches(pending, schema=scan.schema))
+            conn.execute(f"INSERT INTO {into} SELECT * FROM {origin}")  # noqa: S608  # nosec B608
+            conn.unregister(source)
+            conn.execute("CHECKPOINT")
+            pending, rows = [], 0
     if personal:
         mask = "'" + MASK.replace("'", "''") + "'"
         select = ", ".join(
@@ -132,18 +150,19 @@ def _load_table(
         )
         conn.execute(f"CREATE VIEW {quote_identifier(view)} AS SELECT {select} "  # noqa: S608
                      f"FROM {quote_identifier(target)}")  # nosec B608
-    conn.execute("CHECKPOINT")
 
 
 def materialise(
     tables: Mapping[str, EncryptedTable], load_limit_bytes: int, query_limit_bytes: int,
     threads: int, masked: Mapping[str, frozenset[str]] | None = None,
+    chunk_rows: int = LOAD_CHUNK_ROWS,
 ) -> tuple[duckdb.DuckDBPyConnection, int]:
     """A locked in-memory database holding ``tables`` as ``ds_<name>``, and its size in bytes.
 
-    Each table is loaded and then compressed (``CHECKPOINT``; an in-memory
-    database compresses its tables then, typically 4-6x), one table at a time
-    so the uncompressed peak is one table's. The memory limit is then set to
+    The tables are loaded ``chunk_rows`` rows at a time, each chunk compressed
+    (``CHECKPOINT``: an in-memory database compresses its tables then, typically
+    4-6x) before the next, so the uncompressed peak is one chunk's, not a
+    table's. The memory limit is then set to
     the data's size plus ``query_limit_bytes`` of working memory for queries.
     A table with ``masked`` columns holds no personal column at all; its
     ``ds_<name>`` is a view reading :data:`MASK` in their place (as the lazy
@@ -154,7 +173,8 @@ def materialise(
         for statement in _lockdown(f"{load_limit_bytes // MIB}MiB", threads):
             conn.execute(statement)
         for dataset, table in tables.items():
-            _load_table(conn, dataset, table, (masked or {}).get(dataset, frozenset()))
+            personal = (masked or {}).get(dataset, frozenset())
+            _load_table(conn, dataset, table, personal, chunk_rows)
         size = _memory_used(conn)
         conn.execute(f"SET memory_limit = '{(size + query_limit_bytes) // MIB + 1}MiB'")
         conn.execute("SET lock_configuration = true")

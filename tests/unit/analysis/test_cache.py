@@ -18,8 +18,14 @@ from tests.unit.analysis.built import customers_and_transactions
 from tests.unit.datasets.test_canary import CANARY, ROWS, canary_csv, files_under, hits
 from tests.unit.datasets.test_uploads import ANALYST
 
-from strongroom.analysis.cache import MIB, QueryCache, deployment_query_cache
-from strongroom.analysis.engine import EncryptedTable, QueryFailed, SqlRefused, run_query
+from strongroom.analysis.cache import MIB, QueryCache, deployment_query_cache, materialise
+from strongroom.analysis.engine import (
+    EncryptedTable,
+    QueryFailed,
+    SqlRefused,
+    open_sandbox,
+    run_query,
+)
 from strongroom.analysis.service import MASK, query_sandbox, resolve_datasets
 from strongroom.config import Environment
 from strongroom.crypto.errors import DecryptionFailed
@@ -131,6 +137,21 @@ def test_a_synchronous_load_holds_compressed_data_within_its_measured_size(
     assert 0 < size < 8 * MIB
     with cache.connection("b", tenants.b, tenants.b_versions) as conn:
         assert run_query(conn, "SELECT count(*) FROM ds_orders").rows == [(B_ROWS,)]
+
+
+@pytest.mark.parametrize("masked", [{}, {"customers": frozenset({"note"})}])
+def test_a_table_loaded_in_chunks_answers_like_the_lazy_sandbox(
+    tenants: Tenants, masked: dict[str, frozenset[str]]
+) -> None:
+    conn, size = materialise(tenants.a, 256 * MIB, 64 * MIB, 1, masked, chunk_rows=1000)
+    try:
+        assert size > 0
+        with open_sandbox(tenants.a) as lazy:
+            assert answers(conn) == answers(lazy)
+            [(ids,)] = run_query(conn, "SELECT list(id ORDER BY id) FROM ds_customers").rows
+            assert ids == list(range(A_ROWS))
+    finally:
+        conn.close()
 
 
 def test_concurrent_queries_on_cursors_and_one_load_for_concurrent_misses(
