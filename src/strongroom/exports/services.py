@@ -7,12 +7,15 @@
    the selection compiles, the column transforms compile
    (:func:`~strongroom.privacy.transforms.compile_transforms`), the anonymity
    options fit the exported columns. Any mistake is a 4xx before anything runs.
-2. **Measure** (sandbox): count the rows, collect the distinct key values as
-   ledger HMACs, and estimate the bytes from a sample of up to 1,000 rows run
-   through the same transforms and writer.
+2. **Measure** (sandbox): the rows and the distinct key values in one scan, and
+   the bytes estimated from a sample of up to 1,000 rows run through the same
+   transforms and writer.
 3. **Reserve** (:func:`strongroom.exports.velocity.reserve`): every velocity
    limit is checked and the export's usage reserved under the tenant's lock, or
-   the export is refused (429 or 422), audited and counted.
+   the export is refused (429 or 422), audited and counted. Subjects are checked
+   by their upper bound (every key value new) and, only if that does not fit,
+   exactly, by the key values' ledger HMACs; otherwise the HMACs are made on a
+   worker thread while the export is produced and recorded when it is settled.
 4. **Produce** (sandbox): record batches stream from DuckDB through
    ``ColumnPlan.apply`` (and, for an anonymous export, ``anonymise`` over the
    whole result) into the CSV or Parquet writer and straight into a streaming
@@ -40,6 +43,7 @@ import math
 import secrets
 import uuid
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import duckdb
@@ -70,7 +74,7 @@ from strongroom.deployment import Deployment
 from strongroom.exports import velocity
 from strongroom.exports._writers import Encoded, encode_sample
 from strongroom.exports.errors import BadExportRequest, ExportNotFound
-from strongroom.exports.models import Export, ExportFormat
+from strongroom.exports.models import Export, ExportFormat, Metric
 from strongroom.identity.models import TenantPolicy
 from strongroom.privacy.anonymity import anonymise
 from strongroom.privacy.keys import PrivacyKeys, privacy_keys
@@ -263,13 +267,19 @@ def _batches(
         raise QueryFailed(f"the export query failed ({type(error).__name__})") from None
 
 
-def _measure(prepared: _Prepared, fmt: ExportFormat) -> velocity.Planned:
-    """Rows, distinct subjects (as ledger HMACs) and an estimate of bytes, before producing."""
+def _measure(
+    prepared: _Prepared, fmt: ExportFormat
+) -> tuple[velocity.Planned, list[str] | None]:
+    """Rows, distinct key values and an estimate of bytes, before producing.
+
+    Returns the plan (subjects as an upper bound, every key value new) and the key
+    values (None without a key column), which become ledger HMACs when needed.
+    """
     count_sql, count_params = count_query(
         CompiledSelection(prepared.where_sql, list(prepared.params)), prepared.base
     )
+    values: list[str] | None = None
     with query_sandbox(prepared.resolved) as conn:
-        macs: bytes | None = None
         if prepared.subject_column is None:
             [(rows,)] = run_query(conn, count_sql, count_params, row_cap=1,
                                   timeout_seconds=QUERY_TIMEOUT_SECONDS).rows
@@ -285,7 +295,6 @@ def _measure(prepared: _Prepared, fmt: ExportFormat) -> velocity.Planned:
             for batch in _batches(conn, check_read_only_sql(per_key), list(prepared.params)):
                 rows += int(pc.sum(batch.column(1)).as_py() or 0)
                 values += pc.drop_null(batch.column(0)).to_pylist()
-            macs = velocity.subject_digests(prepared.ledger, values)
         sample_sql, sample_params = _select_sql(prepared, SAMPLE_ROWS)
         sample = [prepared.plan.apply(b, prepared.keys)
                   for b in _batches(conn, sample_sql, sample_params)]
@@ -293,7 +302,38 @@ def _measure(prepared: _Prepared, fmt: ExportFormat) -> velocity.Planned:
     size = encode_sample(_one_batch(table), table.schema, fmt)
     sampled = table.num_rows
     estimate = size if sampled == 0 else max(size, math.ceil(size / sampled * int(rows)))
-    return velocity.Planned(int(rows), estimate, macs)
+    subjects = int(rows) if values is None else len(values)
+    return velocity.Planned(int(rows), estimate, subjects), values
+
+
+def _reserve(
+    deployment: Deployment, requester: Requester, prepared: _Prepared,
+    planned: velocity.Planned, values: list[str] | None, now: dt.datetime,
+) -> tuple[str, bytes | None]:
+    """Reserve the export's usage; returns the usage id and, if computed, the subject HMACs.
+
+    Subjects are checked first by their upper bound (every key value new), which needs
+    no HMAC; only when that would not fit are the key values turned into ledger HMACs,
+    so that people already exported in the window count once, and checked again.
+    A refusal is audited and counted, and raised.
+    """
+    settings, tenant_id, user_id = deployment.settings, requester.tenant_id, requester.user_id
+    with deployment.transaction() as session:
+        outcome = velocity.reserve(session, settings, tenant_id, user_id, planned, now)
+    macs = None
+    if isinstance(outcome, velocity.Refusal) and values is not None and any(
+        e.metric is Metric.SUBJECTS for e in outcome.excesses
+    ):
+        macs = velocity.subject_digests(prepared.ledger, values)
+        exact = dataclasses.replace(planned, subject_macs=macs)
+        with deployment.transaction() as session:
+            outcome = velocity.reserve(session, settings, tenant_id, user_id, exact, now)
+    if isinstance(outcome, str):
+        return outcome, macs
+    with deployment.transaction() as session:
+        error = velocity.refuse(session, settings, deployment.audit, tenant_id, user_id,
+                                requester.actor, outcome, now)
+    raise error
 
 
 def _one_batch(table: pa.Table) -> pa.RecordBatch:
@@ -343,19 +383,13 @@ def create_export(
     """
     moment = now or utcnow()
     prepared = _prepare(deployment, requester, spec, moment)
-    planned = _measure(prepared, spec.format)
-    refusal_error = None
-    with deployment.transaction() as session:
-        outcome = velocity.reserve(session, deployment.settings, requester.tenant_id,
-                                   requester.user_id, planned, moment)
-        if isinstance(outcome, velocity.Refusal):
-            refusal_error = velocity.refuse(
-                session, deployment.settings, deployment.audit, requester.tenant_id,
-                requester.user_id, requester.actor, outcome, moment,
-            )
-    if refusal_error is not None:
-        raise refusal_error
-    usage_id = str(outcome)
+    planned, values = _measure(prepared, spec.format)
+    usage_id, macs = _reserve(deployment, requester, prepared, planned, values, moment)
+    # The ledger's HMACs of the key values, unless the check needed them already: made
+    # on a worker thread while the export is produced (and read only to settle it).
+    hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="strongroom-ledger")
+    pending = (hashing.submit(velocity.subject_digests, prepared.ledger, values)
+               if macs is None and values is not None else None)
     stored: StoredObject | None = None
     try:
         encoded = Encoded()
@@ -365,20 +399,24 @@ def create_export(
             ring = deployment.keys.tenant_ring(session, tenant.id)
             stored = put_object(session, deployment.store, ring, tenant, chunks, kind=OBJECT_KIND)
             created = _record(session, deployment, requester, spec, prepared, planned, encoded,
-                              stored, report, usage_id, moment)
+                              stored, report, moment)
+            velocity.settle(session, usage_id, created.export.id, encoded.rows, encoded.size,
+                            pending.result() if pending is not None else None)
     except BaseException:
+        hashing.shutdown(wait=False, cancel_futures=True)
         if stored is not None:
             deployment.store.delete(BlobRef(stored.tenant_id, stored.digest, stored.size))
         with deployment.transaction() as session:
             velocity.release(session, usage_id)
         raise
+    hashing.shutdown()
     return created
 
 
 def _record(
     session: Session, deployment: Deployment, requester: Requester, spec: ExportSpec,
     prepared: _Prepared, planned: velocity.Planned, encoded: Encoded, stored: StoredObject,
-    report: dict[str, Any] | None, usage_id: str, now: dt.datetime,
+    report: dict[str, Any] | None, now: dt.datetime,
 ) -> CreatedExport:
     key = secrets.token_urlsafe(32)  # 256 bits, shown once
     transforms = prepared.plan.describe()
@@ -392,7 +430,6 @@ def _record(
         expires_at=now + dt.timedelta(hours=deployment.settings.export_link_hours),
     )
     session.add(export)
-    velocity.settle(session, usage_id, export.id, encoded.rows, encoded.size)
     details: dict[str, Any] = {
         "dataset": prepared.dataset_id, "version": prepared.version_id,
         "format": spec.format.value, "rows": encoded.rows, "bytes": encoded.size,

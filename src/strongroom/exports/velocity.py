@@ -219,15 +219,17 @@ def subject_digests(key: MacKey, values: Iterable[str]) -> bytes:
 
 @dataclasses.dataclass(frozen=True)
 class Planned:
-    """What an export is about to take: known before it is produced (bytes estimated)."""
+    """What an export is about to take: known before it is produced (bytes estimated).
+
+    ``subjects`` is the number of distinct key values (rows, without a key column).
+    Without ``subject_macs`` every one of them counts as a new subject: an upper
+    bound, enough whenever it fits; with them, subjects already in a window count once.
+    """
 
     rows: int
     size: int  # bytes, estimated
-    subject_macs: bytes | None  # None: the dataset has no key column; rows count as subjects
-
-    @property
-    def subjects(self) -> int:
-        return self.rows if self.subject_macs is None else len(self.subject_macs) // _MAC_BYTES
+    subjects: int
+    subject_macs: bytes | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,7 +261,7 @@ def _amount(used: list[_Used], metric: Metric, planned: Planned | None = None) -
     buffers = [u.macs for u in used if u.macs]
     if planned is not None:
         if planned.subject_macs is None:
-            keyless += planned.rows
+            keyless += planned.subjects
         else:
             buffers.append(planned.subject_macs)
     distinct = int(pc.count_distinct(_macs_array(buffers)).as_py()) if buffers else 0
@@ -434,12 +436,19 @@ def reserve(
     return usage.id
 
 
-def settle(session: Session, usage_id: str, export_id: str, rows: int, size: int) -> None:
-    """Record what the export really took (rows after suppression, bytes written)."""
+def settle(
+    session: Session, usage_id: str, export_id: str, rows: int, size: int,
+    subject_macs: bytes | None = None,
+) -> None:
+    """Record what the export really took (rows after suppression, bytes written) and, if
+    the reservation counted its subjects by their upper bound, which subjects they were."""
     usage = session.get_one(ExportUsage, usage_id)
     usage.export_id = export_id
     usage.rows = rows
     usage.size = size
+    if subject_macs is not None:
+        usage.subject_macs = subject_macs
+        usage.subjects = len(subject_macs) // _MAC_BYTES
     usage.settled = True
 
 
