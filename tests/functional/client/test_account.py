@@ -7,11 +7,12 @@ import stat
 from pathlib import Path
 
 import httpx
+import pyotp
 import pytest
 
 from strongroom.crypto.certificates import generate_local_tls
 from tests.functional.client.conftest import ANALYST, TENANT, VIEWER
-from tests.functional.client.support import PASSWORD, Client, assert_refused
+from tests.functional.client.support import PASSWORD, Client, assert_refused, make_user
 from tests.functional.support import RunningServer, assert_ok, verifying_context
 
 
@@ -136,3 +137,27 @@ def test_a_revoked_token_says_log_in_again(client: Client, server: RunningServer
                               headers={"authorization": f"Bearer {stored['token']}"})
         assert revoked.status_code == 204
     assert_refused(client.run("whoami"), 1, "401", "log in again")
+
+
+def test_mfa_users_log_in_with_code(client: Client, server: RunningServer) -> None:
+    email = "mfa-user@acme.example"
+    make_user(server.home, TENANT, email, "analyst")
+    with server.client() as http:
+        session = http.post(server.url("/api/v1/login"), json={
+            "tenant": TENANT, "email": email, "password": PASSWORD})
+        assert session.status_code == 200, session.text
+        csrf = {"x-csrf-token": session.json()["csrf_token"]}
+        enrolment = http.post(server.url("/api/v1/me/mfa"), headers=csrf,
+                              json={"current_password": PASSWORD})
+        assert enrolment.status_code == 200, enrolment.text
+        confirmed = http.post(server.url("/api/v1/me/mfa/confirm"), headers=csrf, json={
+            "code": pyotp.TOTP(enrolment.json()["secret"]).now()})
+        assert confirmed.status_code == 200, confirmed.text
+        recovery = confirmed.json()["recovery_codes"][0]
+    assert_refused(client.login(TENANT, email), 1, "401")
+    assert not client.credentials.exists()
+    args = ["login", "--server", f"https://localhost:{server.port}", "--tenant", TENANT,
+            "--email", email, "--password-stdin", "--ca", server.ca_file, "--code", recovery]
+    assert_ok(client.run(*args, stdin=PASSWORD + "\n"))
+    who = json.loads(assert_ok(client.run("whoami", "--json")))
+    assert who["mfa_enabled"] is True

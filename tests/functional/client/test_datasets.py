@@ -220,3 +220,20 @@ def test_resume_continues_an_upload_begun_elsewhere(analyst: Client, tmp_path: P
     assert out["upload"]["id"] == upload_id
     assert out["upload"]["received_bytes"] == size
     assert out["version"]["row_count"] == 30_000
+
+
+def test_csv_options_reach_the_build(analyst: Client, tmp_path: Path) -> None:
+    """--delimiter, --encoding latin-1, --no-header and --type are the server's to apply."""
+    source = tmp_path / "semi.csv"
+    lines = [f"{i};Zo\u00eb {i};{i * 10}" for i in range(1, 31)]
+    source.write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+    out = json.loads(assert_ok(analyst.run(
+        "dataset", "upload", source, "--dataset", "semicolons", "--delimiter", ";",
+        "--encoding", "latin-1", "--no-header", "--type", "f2=float", "--build", "--json")))
+    assert out["version"]["status"] == "ready"
+    assert out["version"]["row_count"] == 30
+    columns = {c["name"]: c["type"] for c in out["version"]["columns"]}
+    assert columns == {"f0": "integer", "f1": "text", "f2": "float"}
+    names = _json(analyst, "sql", "SELECT f1 FROM ds_semicolons WHERE f0 = 3")
+    assert isinstance(names, dict)
+    assert names["rows"] == [["Zo\u00eb 3"]]
