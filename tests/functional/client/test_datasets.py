@@ -11,7 +11,7 @@ import pytest
 
 from tests.functional.client.conftest import TENANT, VIEWER
 from tests.functional.client.support import Client, CuttingProxy, assert_refused
-from tests.functional.support import assert_ok
+from tests.functional.support import RunningServer, assert_ok
 
 REGIONS = ("north", "south", "east", "west")
 
@@ -237,3 +237,28 @@ def test_csv_options_reach_the_build(analyst: Client, tmp_path: Path) -> None:
     names = _json(analyst, "sql", "SELECT f1 FROM ds_semicolons WHERE f0 = 3")
     assert isinstance(names, dict)
     assert names["rows"] == [["Zo\u00eb 3"]]
+
+
+def test_a_viewer_counts_and_sees_small_cells_suppressed(
+    analyst: Client, server: RunningServer, tmp_path: Path
+) -> None:
+    source = customers_csv(tmp_path / "small.csv", 60)
+    assert_ok(analyst.run("dataset", "upload", source, "--dataset", "smallcells", "--build"))
+    viewer = Client(tmp_path / "viewer", server)
+    assert_ok(viewer.login(TENANT, VIEWER))
+    everyone = _write(tmp_path / "all.json", {"dataset": "smallcells", "selection": None})
+    assert "60" in assert_ok(viewer.run("count", everyone))
+    # region x age: 200 cells of at most one or two records each, all below the minimum.
+    spec = _write(tmp_path / "fine.json", {
+        "dataset": "smallcells", "selection": None,
+        "dimensions": [{"field": "region"}, {"field": "age"}], "measures": [{"fn": "count"}]})
+    cube = _json(viewer, "cube", spec)
+    assert isinstance(cube, dict)
+    assert cube["suppressed_cells"] > 0
+    assert cube["min_cell_count"] > 1
+    assert "suppressed" in assert_ok(viewer.run("cube", spec))
+    # Preview with a selection, as the analyst: only the selected records.
+    selection = _write(tmp_path / "one.json", {"field": "customer_id", "op": "eq", "value": 9})
+    preview = _json(analyst, "preview", "smallcells", "--selection", selection)
+    assert isinstance(preview, dict)
+    assert len(preview["rows"]) == 1
