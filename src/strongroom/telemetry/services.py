@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from typing import Protocol
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -203,8 +204,15 @@ def set_insider(
         return consent_state(session, deployment, user.id)
     now = utcnow()
     if consent is None:
-        consent = InsiderConsent(user_id=user.id, insider=insider, changed_at=now)
-        session.add(consent)
+        # Only a join gets here (no row means "not an insider"). Two joins at once: the
+        # second inserts nothing, finds the first's row, and has nothing left to change.
+        if not _insert_consent(session, user.id, insider, now):
+            consent = session.get(InsiderConsent, user.id, with_for_update=True,
+                                  populate_existing=True)
+            if consent is None or consent.insider == insider:
+                return consent_state(session, deployment, user.id)
+            consent.insider = insider
+            consent.changed_at = now
     else:
         consent.insider = insider
         consent.changed_at = now
@@ -222,6 +230,23 @@ def set_insider(
                                   target=f"user:{user.id}", details=details)
     session.flush()
     return consent_state(session, deployment, user.id)
+
+
+def _insert_consent(session: Session, user_id: str, insider: bool, now: dt.datetime) -> bool:
+    """Insert the user's consent row unless one exists already; True if this call made it.
+
+    ON CONFLICT DO NOTHING rather than a savepoint, as privacy keys do; RETURNING says
+    whether a row was made (psycopg's rowcount would count a skipped insert).
+    """
+    values = {"user_id": user_id, "insider": insider, "changed_at": now}
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        insert(InsiderConsent).values(values)
+        .on_conflict_do_nothing(index_elements=["user_id"])
+        .returning(InsiderConsent.user_id)
+    )
+    return session.execute(statement).first() is not None
 
 
 # -- retention ------------------------------------------------------------------------------

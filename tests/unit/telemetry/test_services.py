@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -213,3 +214,34 @@ def test_the_migration_matches_the_models(deployment: Deployment) -> None:
 
 def test_a_subject_is_a_plain_value() -> None:
     assert dataclasses.asdict(Subject("a", "b")) == {"principal_id": "a", "tenant": "b"}
+
+
+def test_a_second_consent_row_is_never_inserted(deployment: Deployment, people: People) -> None:
+    from strongroom.telemetry.services import _insert_consent
+
+    moment = dt.datetime(2026, 11, 26, tzinfo=dt.UTC)
+    with deployment.transaction() as session:
+        assert _insert_consent(session, people.alice.id, True, moment) is True
+    with deployment.transaction() as session:
+        assert _insert_consent(session, people.alice.id, False, moment) is False
+        assert session.get_one(InsiderConsent, people.alice.id).insider is True
+
+
+def test_two_joins_at_once_record_one_join(deployment: Deployment, people: People) -> None:
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def join_now() -> None:
+        try:
+            barrier.wait(timeout=30)
+            join(deployment, people.bob, True)
+        except BaseException as error:  # noqa: BLE001 - reported by the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=join_now) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert [e.tag for e in audit_tags(deployment)] == ["user:telemetry:insider-join"]
