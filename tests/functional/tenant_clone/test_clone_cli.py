@@ -7,7 +7,9 @@ target home holds a source canary.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,18 +23,36 @@ from strongroom.datasets import catalog, jobs
 from strongroom.datasets.build import SchemaOverrides
 from strongroom.deployment import Deployment, open_deployment
 from strongroom.tenancy.services import create_tenant, get_tenant
+from tests.conftest import database
 from tests.functional.support import assert_clean_failure, assert_ok, init_home, run_cli
 from tests.unit.datasets.test_uploads import ANALYST, upload_bytes
 from tests.unit.tenancy.test_clone import PROFILE, ROWS, canary_hits, customers_csv
 
 
-@pytest.fixture(scope="module")
-def homes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("clone")
+@pytest.fixture(
+    scope="module",
+    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)],
+)
+def homes(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+    postgres_available: bool,
+) -> Iterator[dict[str, Path]]:
+    """A production home with a built dataset, another production home, a test home."""
+    with contextlib.ExitStack() as stack:
+        urls = [stack.enter_context(database(request.param, postgres_available))
+                for _ in range(3)]
+        yield _make_homes(tmp_path_factory.mktemp("clone"), urls)
+
+
+def _make_homes(root: Path, urls: list[str]) -> dict[str, Path]:
+    def init(name: str, environment: str, url: str) -> Path:
+        extra = ["--environment", environment] + (["--database-url", url] if url else [])
+        return init_home(root / name, *extra)
+
     made = {
-        "prod": init_home(root / "prod", "--environment", "production"),
-        "prod2": init_home(root / "prod2", "--environment", "production"),
-        "test": init_home(root / "test", "--environment", "test"),
+        "prod": init("prod", "production", urls[0]),
+        "prod2": init("prod2", "production", urls[1]),
+        "test": init("test", "test", urls[2]),
     }
     dep = open_deployment(load_settings(made["prod"]))
     try:
