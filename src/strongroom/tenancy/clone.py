@@ -84,7 +84,8 @@ PROFILE_MAX_BYTES = 1 << 20
 # Deterministic and one-to-one: a key column pseudonymised stays a key (joins still work).
 _KEY_PRESERVING = frozenset({"keep", "pseudonym"})
 _REFUSED_KINDS = {
-    "token": "tokens are reversible by the target tenant's admin, so production values "
+    # A transform's name, not a secret.
+    "token": "tokens are reversible by the target tenant's admin, so production values "  # nosec B105
              "could be recovered in the test environment",
 }
 
