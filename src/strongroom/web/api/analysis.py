@@ -29,6 +29,8 @@ from strongroom.identity import services as identity
 from strongroom.identity.errors import PermissionDenied
 from strongroom.identity.models import Role
 from strongroom.identity.permissions import Permission, role_allows
+from strongroom.telemetry.models import UsageFeature
+from strongroom.telemetry.services import record_usage
 from strongroom.tenancy.models import Tenant
 from strongroom.web.api.analysis_schemas import (
     CountOut,
@@ -46,6 +48,12 @@ from strongroom.web.api.analysis_schemas import (
 from strongroom.web.auth import Principal, current, deployment_of, record_denial, route_options
 
 router = APIRouter(prefix="/api/v1", tags=["analysis"])
+_USAGE = {
+    EventTag.ANALYSIS_COUNT: UsageFeature.ANALYSIS_COUNT,
+    EventTag.ANALYSIS_CUBE: UsageFeature.ANALYSIS_CUBE,
+    EventTag.ANALYSIS_PREVIEW: UsageFeature.ANALYSIS_PREVIEW,
+    EventTag.ANALYSIS_SQL: UsageFeature.ANALYSIS_SQL,
+}
 T = TypeVar("T")
 
 
@@ -121,6 +129,10 @@ def _record(
     with dep.transaction() as session:
         dep.audit.record_event(session, tag, actor=principal.actor(),
                                tenant=principal.tenant_id, target=target, details=details)
+        # Usage telemetry: the feature, its time and the answer's size, never its content.
+        size = next((details[k] for k in ("rows", "cells", "count") if k in details), None)
+        record_usage(session, dep, principal, _USAGE[tag], duration_ms=details["elapsed_ms"],
+                     rows=size if isinstance(size, int) else None)
 
 
 def _selection_details(selection: object, used: saved.SelectionVersion | None) -> dict[str, Any]:
@@ -269,6 +281,7 @@ def create_selection(body: SelectionCreate, request: Request) -> SelectionOut:
             made = saved.create_selection(
                 session, dep, tenant, principal.actor(), name=body.name, dataset=body.dataset,
                 selection=body.selection, schema=resolved.schema, today=_today())
+            record_usage(session, dep, principal, UsageFeature.SELECTION_SAVE)
             return _selection_out(saved.read_version(session, dep, made))
 
     # The denial is recorded after the refused transaction has ended.
@@ -304,6 +317,7 @@ def update_selection(selection_id: str, body: SelectionUpdate, request: Request)
             updated = saved.update_selection(
                 session, dep, tenant, principal.actor(), selection_id, selection=body.selection,
                 schema=resolved.schema, today=_today())
+            record_usage(session, dep, principal, UsageFeature.SELECTION_SAVE)
             return _selection_out(saved.read_version(session, dep, updated))
 
     return _denials_audited(request, principal, EventTag.SELECTION_UPDATE, save)

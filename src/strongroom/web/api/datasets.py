@@ -29,6 +29,8 @@ from strongroom.db import utcnow
 from strongroom.deployment import Deployment
 from strongroom.errors import StrongroomError
 from strongroom.identity.permissions import Permission
+from strongroom.telemetry import services as telemetry
+from strongroom.telemetry.models import UsageFeature
 from strongroom.tenancy.models import Tenant
 from strongroom.web.api.dataset_schemas import (
     BuildCreate,
@@ -65,7 +67,30 @@ class BuildJobs:
         with self._lock:
             self._pending[version_id] = future
         future.add_done_callback(lambda _done: self._forget(version_id))
+        future.add_done_callback(lambda _done: self._record_usage(version_id, actor, tenant_id))
         return version_id
+
+    def _record_usage(self, version_id: str, actor: Actor, tenant_id: str) -> None:
+        """Usage telemetry for a finished build: its duration and size, never its content.
+
+        Best effort: telemetry never fails or delays a build.
+        """
+        if actor.id is None:
+            return
+        seconds, size, rows = 0.0, None, None
+        with (contextlib.suppress(StrongroomError, sa.exc.SQLAlchemyError),
+              self.deployment.transaction() as session):
+            version = session.get(DatasetVersion, version_id)
+            if (version is None or version.status != VersionStatus.READY.value
+                    or version.finished_at is None):
+                return
+            seconds = (version.finished_at - version.started_at).total_seconds()
+            size, rows = version.parquet_size, version.row_count
+        if rows is None:
+            return
+        telemetry.record_soon(self.deployment, telemetry.Subject(actor.id, tenant_id),
+                              UsageFeature.DATASET_BUILD, duration_ms=seconds * 1000,
+                              rows=rows, bytes=size)
 
     def _forget(self, version_id: str) -> None:
         with self._lock:

@@ -26,6 +26,8 @@ from strongroom.datasets.models import Upload, UploadStatus
 from strongroom.errors import StrongroomError
 from strongroom.identity.errors import PermissionDenied
 from strongroom.identity.permissions import Permission
+from strongroom.telemetry.models import UsageFeature
+from strongroom.telemetry.services import record_usage
 from strongroom.tenancy import limits
 from strongroom.tenancy.models import Tenant
 from strongroom.web.api.dataset_schemas import UploadCreate, UploadOut
@@ -189,8 +191,10 @@ def complete_upload(upload_id: str, request: Request) -> UploadOut:
     dep = deployment_of(request)
     with dep.transaction() as session:
         tenant = tenant_of(session, principal)
-        return upload_out(uploads.complete_upload(session, dep, tenant, principal.actor(),
-                                                  upload_id))
+        done = uploads.complete_upload(session, dep, tenant, principal.actor(), upload_id)
+        record_usage(session, dep, principal, UsageFeature.DATASET_UPLOAD,
+                     bytes=done.received_bytes)
+        return upload_out(done)
 
 
 @router.delete("/{upload_id}", status_code=204, response_class=Response,
