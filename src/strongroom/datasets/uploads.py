@@ -195,6 +195,35 @@ def _limited(
             yield chunk
 
 
+def _record_part(
+    session: Session, deployment: Deployment, tenant: Tenant, actor: Actor, upload: Upload,
+    offset: int, size: int, stored: StoredObject,
+) -> None:
+    """Record a stored chunk as the upload's next part, if the upload is still at ``offset``."""
+    if size == 0:
+        raise BadUpload("the chunk is empty")
+    number = _part_count(session, upload.id) + 1
+    # Compare-and-set on the offset: a concurrent append to the same offset loses here.
+    moved = session.execute(
+        sa.update(Upload)
+        .where(Upload.id == upload.id, Upload.received_bytes == offset)
+        .values(received_bytes=offset + size)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(moved, "rowcount", 0) != 1:
+        session.refresh(upload)
+        raise WrongOffset(
+            "another chunk was stored at this offset meanwhile",
+            expected_offset=upload.received_bytes,
+        )
+    session.add(UploadPart(upload_id=upload.id, number=number, object_id=stored.id,
+                           offset=offset, size=size))
+    deployment.audit.record_event(
+        session, EventTag.DATASET_UPLOAD_PART, actor=actor, tenant=tenant.id, target=upload.id,
+        details={"part": number, "offset": offset, "size": size},
+    )
+
+
 def append_chunk(
     session: Session,
     deployment: Deployment,
@@ -226,29 +255,13 @@ def append_chunk(
         session, deployment.store, ring, tenant, _limited(chunks, offset, limit, counter),
         kind=PART_KIND,
     )
-    size = counter[0]
-    if size == 0:
-        raise BadUpload("the chunk is empty")
-    number = _part_count(session, upload.id) + 1
-    # Compare-and-set on the offset: a concurrent append to the same offset loses here.
-    moved = session.execute(
-        sa.update(Upload)
-        .where(Upload.id == upload.id, Upload.received_bytes == offset)
-        .values(received_bytes=offset + size)
-        .execution_options(synchronize_session=False)
-    )
-    if getattr(moved, "rowcount", 0) != 1:
-        session.refresh(upload)
-        raise WrongOffset(
-            "another chunk was stored at this offset meanwhile",
-            expected_offset=upload.received_bytes,
-        )
-    session.add(UploadPart(upload_id=upload.id, number=number, object_id=stored.id,
-                           offset=offset, size=size))
-    deployment.audit.record_event(
-        session, EventTag.DATASET_UPLOAD_PART, actor=actor, tenant=tenant.id, target=upload.id,
-        details={"part": number, "offset": offset, "size": size},
-    )
+    try:
+        _record_part(session, deployment, tenant, actor, upload, offset, counter[0], stored)
+    except BaseException:
+        # The row goes with the rolled-back transaction; its file must go too, or a chunk
+        # that lost the race for this offset (or was empty) would stay on disk unreferenced.
+        remove_objects(deployment.store, [stored])
+        raise
     session.refresh(upload)
     return upload_status(session, tenant, upload.id)
 

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from tests.unit.audit.conftest import break_audit_writes, repair_audit_writes
 
 from strongroom.audit import Actor
+from strongroom.audit.errors import AuditUnavailable
 from strongroom.audit.models import AuditEvent
 from strongroom.datasets import uploads
 from strongroom.datasets.errors import (
@@ -239,3 +241,21 @@ def test_every_upload_action_is_audited(deployment: Deployment, tenant: Tenant) 
         ).first()
     assert part is not None
     assert json.loads(part)["offset"] == 0
+
+
+def test_a_chunk_whose_part_cannot_be_recorded_leaves_no_file(
+    deployment: Deployment, tenant: Tenant
+) -> None:
+    """The chunk's ciphertext is written before its part row; if recording fails (here the
+    audit write, as a lost race for the offset would), the file goes with the transaction."""
+    upload_id = start_upload(deployment, tenant)
+    send(deployment, tenant, upload_id, 0, b"id,name\n1,a\n")
+    files_before = object_files(deployment, tenant)
+    break_audit_writes(deployment)
+    try:
+        with pytest.raises(AuditUnavailable):
+            send(deployment, tenant, upload_id, 12, b"2,b\n")
+    finally:
+        repair_audit_writes(deployment)
+    assert object_files(deployment, tenant) == files_before
+    assert send(deployment, tenant, upload_id, 12, b"2,b\n").received_bytes == 16
