@@ -32,16 +32,22 @@ compressed, locked database between requests, answering a miss lazily while it
 loads. Measured with ``benchmarks/dataset_bench.py`` (the routes' compiled
 counts and cubes, each request a fresh cursor and :func:`run_query`,
 interleaved with DuckDB over the plain Parquet in one process, 2 threads, on a
-2-core machine shared with other work, load average about 10):
+2-core machine shared with other work):
 
-* 2M customer rows: cached 0.37-0.77x plain on every count and cube (bare
-  count 0.61x); lazy 2.2-72x. The cold load took 8 s under that load (about
-  1.2 s on an idle machine) and holds 38 MiB.
-* 10M rows: cached 0.28-0.83x on counts and on cubes with a numeric or date
-  dimension; 1.5x on a cube whose only dimension is a five-value text column
-  (DuckDB groups Parquet's dictionary pages without decoding them, and its own
-  compressed in-memory strings not: 120 against 80 ms). The cold load took
-  66 s under that load and holds 201 MiB (peak RSS 2.4 GiB while loading).
+* 2M customer rows, two runs: cached 0.37-1.05x plain on every count and
+  cube (bare ``count(*)`` 0.61-0.71x); lazy 2.2-72x. The cold load took 5-8 s
+  and holds 39 MiB.
+* 10M rows, three runs: every count 0.28-0.97x; cubes 0.43-1.22x, except the
+  cube whose only dimension is a five-value text column in the two runs on a
+  heavily loaded machine (load average about 10): 1.51x and 1.95x, 0.71x in
+  the quieter run. DuckDB groups Parquet's dictionary pages without decoding
+  them, and its own compressed in-memory strings not. The cold load took 21 s
+  (quiet) to 66 s (loaded) and holds 193-201 MiB; loading a million rows at a
+  time keeps the process's peak at 1.4 GiB (2.5 GiB loading whole tables).
+
+End to end over HTTPS, a warm count or cube request costs about 110 ms (2M)
+and 300 ms (10M) more than the query, most of it ``resolve_datasets`` checking
+the whole encrypted file against its digest on every request.
 """
 
 from __future__ import annotations
