@@ -155,3 +155,23 @@ def test_viewers_may_not_export_nor_see_a_quota(world: World, server: RunningSer
     refused(viewer.post("/api/v1/exports", {"dataset": "customers", "columns": COLUMNS}),
             403, "permission-denied")
     refused(viewer.request("GET", "/api/v1/quota"), 403, "permission-denied")
+
+
+def test_an_export_and_its_download_are_recorded_as_usage_without_content(
+    analyst: As, world: World
+) -> None:
+    import sqlalchemy as sa
+
+    from strongroom.telemetry.models import UsageEvent
+    from strongroom.telemetry.services import user_pseudonym
+
+    made = create(analyst, selection={"field": "region", "op": "eq", "value": "south"})
+    assert analyst.request("GET", made["download_url"]).status_code == 200
+    dep = world.deployment
+    with dep.transaction() as session:
+        subject = user_pseudonym(dep.keys.telemetry_key(session), analyst.account.user_id)
+        events = {e.feature: e for e in session.scalars(
+            sa.select(UsageEvent).where(UsageEvent.subject == subject))}
+    assert set(events) == {"export.create", "export.download"}
+    assert events["export.create"].rows == made["rows"]
+    assert events["export.download"].user_id is None  # not an insider: pseudonym only

@@ -28,6 +28,7 @@ from strongroom.exports.services import (
     list_exports,
 )
 from strongroom.identity.permissions import Permission, role_allows
+from strongroom.telemetry.models import UsageFeature
 from strongroom.web.api.export_schemas import (
     ExportCreate,
     ExportLimitsOut,
@@ -35,6 +36,7 @@ from strongroom.web.api.export_schemas import (
     ExportOut,
     QuotaOut,
 )
+from strongroom.web.api.telemetry import track
 from strongroom.web.auth import Principal, current, deployment_of, route_options
 
 router = APIRouter(prefix="/api/v1", tags=["exports"])
@@ -79,8 +81,10 @@ def create(body: ExportCreate, request: Request) -> ExportOut:
     ``download_url`` works once, for you, until ``expires_at``; it is not shown again.
     """
     principal = current(request)
-    created: CreatedExport = create_export(deployment_of(request), _requester(principal),
-                                           _spec(body))
+    with track(request, UsageFeature.EXPORT_CREATE) as usage:
+        created: CreatedExport = create_export(deployment_of(request), _requester(principal),
+                                               _spec(body))
+        usage.rows, usage.bytes = created.export.rows, created.export.size
     return _out(created.export, utcnow(), created.download_url)
 
 
@@ -123,8 +127,10 @@ def download(
 ) -> StreamingResponse:
     """Download an export once, as the user who created it; a used or expired link is 410."""
     principal = current(request)
-    started = start_download(deployment_of(request), principal.tenant_id,
-                             principal.principal_id, principal.actor(), export_id, key)
+    with track(request, UsageFeature.EXPORT_DOWNLOAD) as usage:
+        started = start_download(deployment_of(request), principal.tenant_id,
+                                 principal.principal_id, principal.actor(), export_id, key)
+        usage.bytes = started.size
     return StreamingResponse(
         started.chunks, media_type=started.media_type,
         headers={"content-disposition": f'attachment; filename="{started.filename}"',

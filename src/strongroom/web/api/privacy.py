@@ -38,6 +38,8 @@ from strongroom.privacy.keys import (
     reverse_tokens,
     rotate_privacy_keys,
 )
+from strongroom.telemetry.models import UsageFeature
+from strongroom.telemetry.services import record_usage
 from strongroom.tenancy.models import Tenant
 from strongroom.web.api.schemas import Strict
 from strongroom.web.auth import Principal, current, deployment_of, guard, route_options
@@ -149,6 +151,8 @@ def reverse(body: ReverseRequest, request: Request) -> ReverseOut:
             if tenant is None:
                 raise PermissionDenied("the tenant no longer exists")
             values = reverse_tokens(session, dep, tenant, principal.actor(), body.tokens)
+            record_usage(session, dep, principal, UsageFeature.TOKEN_REVERSE,
+                         rows=len(body.tokens))
     except (TokenInvalid, ReversalForbidden) as refusal:
         with dep.transaction() as session:
             audit_refused_reversal(session, dep, principal.tenant_id, principal.actor(),
