@@ -10,12 +10,12 @@ from typing import Annotated, Any, TextIO
 
 import typer
 
-from strongroom.audit import EventTag
+from strongroom.audit import Actor, EventTag
 from strongroom.audit.canonical import timestamp
 from strongroom.cli._audited import record
 from strongroom.cli._common import HomeOption, deployment, table
 from strongroom.telemetry.export import ExportFormat, iter_records, parse_since, render, summarise
-from strongroom.telemetry.services import purge_before, retention_cutoff
+from strongroom.telemetry.services import purge_before, purge_expired_usage, retention_cutoff
 
 app = typer.Typer(
     help="Product-usage telemetry kept in this deployment: summary and export.",
@@ -99,13 +99,14 @@ def purge(
     ] = False,
     home: HomeOption = None,
 ) -> None:
-    """Delete usage events older than telemetry_retention_days (run it daily, from cron)."""
-    with deployment(home) as dep, dep.transaction() as session:
+    """Delete usage events older than telemetry_retention_days (serve also does it hourly)."""
+    with deployment(home) as dep:
         cutoff = retention_cutoff(dep)
-        count = purge_before(session, cutoff, dry_run=dry_run)
-        if not dry_run:
-            record(dep, session, EventTag.TELEMETRY_PURGE, details={
-                "events": count, "retention_days": dep.settings.telemetry_retention_days})
+        if dry_run:
+            with dep.transaction() as session:
+                count = purge_before(session, cutoff, dry_run=True)
+        else:
+            count = purge_expired_usage(dep, Actor.cli())
     verb = "would delete" if dry_run else "deleted"
     typer.echo(f"{verb} {count} usage events from before {timestamp(cutoff)}")
 

@@ -64,6 +64,7 @@ class MaintenanceRun:
     abandoned_uploads: int = 0
     purged_datasets: int = 0
     purged_exports: int = 0  # export files downloaded or past their link's expiry
+    purged_usage_events: int = 0  # telemetry past telemetry_retention_days
 
     def changed(self) -> bool:
         return any(dataclasses.astuple(self))
@@ -167,6 +168,7 @@ def run_maintenance(deployment: Deployment, *, now: dt.datetime | None = None) -
     """One periodic run: recovery, abandoned uploads, expired datasets, spent export files;
     audited if it did anything."""
     from strongroom.exports.services import purge_exports  # exports import the catalog
+    from strongroom.telemetry.services import purge_expired_usage
 
     interrupted, removed = recover_interrupted_builds(deployment)
     run = MaintenanceRun(
@@ -175,6 +177,7 @@ def run_maintenance(deployment: Deployment, *, now: dt.datetime | None = None) -
         abandoned_uploads=sweep_abandoned_uploads(deployment, now=now),
         purged_datasets=purge_expired(deployment, now=now),
         purged_exports=purge_exports(deployment, now=now),
+        purged_usage_events=purge_expired_usage(deployment, now=now),
     )
     if run.changed():
         _audit_run(deployment, run, "periodic")

@@ -266,3 +266,22 @@ def retention_cutoff(deployment: Deployment, now: dt.datetime | None = None) -> 
     days = deployment.settings.telemetry_retention_days
     return (now or utcnow()) - dt.timedelta(days=days)
 
+
+
+def purge_expired_usage(
+    deployment: Deployment, actor: Actor | None = None, *, now: dt.datetime | None = None
+) -> int:
+    """Delete usage events past telemetry_retention_days, audited when any went.
+
+    ``serve`` runs it with the hourly maintenance; ``strongroom telemetry purge``
+    runs it by hand.
+    """
+    with deployment.transaction() as session:
+        count = purge_before(session, retention_cutoff(deployment, now))
+        if count:
+            deployment.audit.record_event(
+                session, EventTag.TELEMETRY_PURGE, actor=actor or Actor.system(),
+                details={"events": count,
+                         "retention_days": deployment.settings.telemetry_retention_days},
+            )
+    return count

@@ -47,3 +47,26 @@ def test_the_retention_is_a_setting(make_home: Callable[..., Settings], db_url: 
         assert retention_cutoff(dep, now) == dt.datetime(2026, 10, 27, tzinfo=dt.UTC)
     finally:
         dep.close()
+
+
+def test_the_periodic_maintenance_purges_old_usage_events_and_audits_it(
+    deployment: Deployment, people: People
+) -> None:
+    from strongroom.audit.models import AuditEvent
+    from strongroom.datasets.maintenance import run_maintenance
+
+    subject = Subject(people.alice.id, people.alice.tenant_id)
+    with deployment.transaction() as session:
+        for _ in range(2):
+            record_usage(session, deployment, subject, UsageFeature.LOGIN)
+    with deployment.transaction() as session:
+        old = session.scalars(sa.select(UsageEvent).order_by(UsageEvent.id)).first()
+        assert old is not None
+        old.occurred_at = dt.datetime.now(dt.UTC) - dt.timedelta(days=401)
+    run = run_maintenance(deployment)
+    assert run.purged_usage_events == 1
+    assert _ages(deployment) == [0]
+    with deployment.transaction() as session:
+        tags = list(session.scalars(sa.select(AuditEvent.tag)))
+    assert "operator:telemetry:purge" in tags
+    assert run_maintenance(deployment).purged_usage_events == 0
