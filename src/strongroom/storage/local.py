@@ -15,6 +15,7 @@ import io
 import os
 import re
 import secrets
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -89,11 +90,21 @@ def _make_dirs(directory: Path) -> None:
         fsync_dir(new.parent)
 
 
+def _identity(path: Path) -> tuple[int, ...]:
+    """What changes whenever a file's bytes could have changed: ctime moves on every write
+    and every metadata change, and cannot be set back from user space."""
+    st = path.stat()
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 class LocalObjectStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._incoming = root / _INCOMING
         self._incoming.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Objects this process has hashed in full, with the file identity they had then.
+        self._verified: dict[BlobRef, tuple[int, ...]] = {}
+        self._verified_lock = threading.Lock()
 
     def _path(self, ref: BlobRef) -> Path:
         if not _PREFIX.fullmatch(ref.prefix) or not _DIGEST.fullmatch(ref.digest):
@@ -177,9 +188,28 @@ class LocalObjectStore:
 
     def verified_path(self, ref: BlobRef) -> Path:
         """The file of an object, after checking every byte against its digest: for readers
-        that need a seekable path (Parquet). The bytes are the stored ciphertext."""
+        that need a seekable path (Parquet). The bytes are the stored ciphertext.
+
+        Objects are immutable, so a file this process has already hashed in full is not
+        hashed again while its identity (inode, size, mtime, ctime) is unchanged: a query
+        must not re-read a whole dataset before it starts. Any write to the file moves its
+        ctime and brings the full check back; the ciphertext is authenticated page by page
+        when read in any case.
+        """
+        path = self._path(ref)
+        try:
+            before = _identity(path)
+        except FileNotFoundError:
+            raise ObjectMissing("a stored object is missing") from None
+        with self._verified_lock:
+            known = self._verified.get(ref)
+        if known == before:
+            return path
         self.verify(ref)
-        return self._path(ref)
+        if _identity(path) == before:
+            with self._verified_lock:
+                self._verified[ref] = before
+        return path
 
     def verify(self, ref: BlobRef) -> None:
         for _ in self.read(ref):
@@ -187,6 +217,8 @@ class LocalObjectStore:
 
     def delete(self, ref: BlobRef) -> None:
         path = self._path(ref)
+        with self._verified_lock:
+            self._verified.pop(ref, None)
         with contextlib.suppress(FileNotFoundError):
             path.chmod(0o600)
             path.unlink()

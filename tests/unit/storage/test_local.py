@@ -226,3 +226,27 @@ def test_delete_with_path_tricks_touches_nothing(store: LocalObjectStore, tmp_pa
         store.delete(BlobRef(ref.prefix, "../../../victim", 7))
     assert victim.read_bytes() == b"keep me"
     store.verify(ref)
+
+
+@pytest.mark.parametrize("how", ["flip", "truncate", "append", "empty"])
+def test_a_verified_path_is_checked_again_after_any_change_to_the_file(
+    store: LocalObjectStore, how: str
+) -> None:
+    """verified_path hashes an object once per process, but any write to the file since
+    (even one that keeps its size and mtime) brings the full check back."""
+    ref = put_bytes(store, os.urandom(250_000))
+    path = store.verified_path(ref)
+    assert store.verified_path(ref) == path
+    before = path.stat()
+    tamper(path, how)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # hide the mtime change
+    with pytest.raises(ObjectCorrupted):
+        store.verified_path(ref)
+
+
+def test_a_deleted_object_is_not_verified_from_memory(store: LocalObjectStore) -> None:
+    ref = put_bytes(store, b"gone soon")
+    store.verified_path(ref)
+    store.delete(ref)
+    with pytest.raises(ObjectMissing):
+        store.verified_path(ref)
