@@ -109,6 +109,11 @@ def _lockdown(memory_limit: str, threads: int) -> list[str]:
     return [
         "SET temp_directory = ''",
         "SET max_temp_directory_size = '0B'",
+        # Nor may SQL learn the server's file layout from settings (they default to
+        # paths under the service account's home directory).
+        "SET secret_directory = ''",
+        "SET extension_directory = ''",
+        "SET home_directory = ''",
         "SET autoinstall_known_extensions = false",
         "SET autoload_known_extensions = false",
         "SET enable_external_access = false",

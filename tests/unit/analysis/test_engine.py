@@ -347,3 +347,14 @@ def test_concurrent_sandboxes(tables: dict[str, EncryptedTable]) -> None:
     for worker in workers:
         worker.join()
     assert results == [[(ROWS,)]] * 4
+
+
+def test_no_setting_tells_sql_where_the_server_keeps_its_files(
+    sandbox: duckdb.DuckDBPyConnection,
+) -> None:
+    """DuckDB defaults its secret, extension and home directories to paths under the service
+    account's home; a tenant's SELECT over duckdb_settings() must not learn them."""
+    home = str(Path.home())
+    settings = run_query(sandbox, "SELECT name, value FROM duckdb_settings()").rows
+    leaking = [name for name, value in settings if home in str(value) or str(value).startswith("/")]
+    assert leaking == []
