@@ -96,7 +96,20 @@ class CuttingProxy:
         self.sent = 0
         self.cuts = 0
         self.open: set[socket.socket] = set()
+        self.held = False
         self.stop = threading.Event()
+
+    def hold(self) -> None:
+        """Cut every open connection and refuse new ones until :meth:`release`."""
+        with self.lock:
+            self.held = True
+            self._cut()
+
+    def release(self, target_port: int) -> None:
+        """Relay new connections again, to ``target_port`` (a restarted server's)."""
+        with self.lock:
+            self.target_port = target_port
+            self.held = False
 
     def arm(self, after_bytes: int) -> None:
         with self.lock:
@@ -134,6 +147,8 @@ class CuttingProxy:
             except OSError:
                 return
             try:
+                if self.held:
+                    raise ConnectionRefusedError
                 upstream = socket.create_connection(("127.0.0.1", self.target_port))
             except OSError:
                 # The server is down (being restarted): the client sees its connection end.

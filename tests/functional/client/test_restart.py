@@ -49,10 +49,13 @@ def test_upload_resumes_across_a_server_restart(db_url: str, tmp_path: Path) -> 
                 assert time.monotonic() < deadline, "the upload made no progress"
                 time.sleep(0.05)
             assert upload.poll() is None, "the upload ended before the restart"
+            # Nothing reaches the server from here until it has restarted: the client is
+            # certainly cut off mid-upload, not left to finish during a graceful shutdown.
+            proxy.hold()
             first_life.close()
             second = second_life.enter_context(serve_subprocess(home, tmp_path / "two.log",
                                                                 env=GENEROUS))
-            proxy.target_port = second.port
+            proxy.release(second.port)
             stdout, stderr = upload.communicate(timeout=600)
             assert upload.returncode == 0, stderr
             assert "Traceback" not in stderr

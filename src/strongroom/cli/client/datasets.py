@@ -262,8 +262,8 @@ def upload(
         done = transfer.complete(api, str(sent["id"]))
         extra = {"dataset": target, "upload": done}
         if build:
-            version = api.post(f"/datasets/{target['id']}/builds",
-                               _build_body(str(done["id"]), types, personal, key))
+            version = transfer.start_build(api, str(target["id"]),
+                                           _build_body(str(done["id"]), types, personal, key))
             finish_build(api, version, wait=True, as_json=as_json, extra=extra)
             return
     show(extra, as_json, lambda e: fields([

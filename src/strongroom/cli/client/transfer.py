@@ -108,18 +108,47 @@ def send_file(
 
 
 def complete(api: Api, upload_id: str) -> dict[str, Any]:
+    """Complete the upload, retrying over lost connections (it may have completed before an
+    answer was lost, so its status is asked for first)."""
     retrying = Retrying()
+    lost = False
     while True:
         try:
+            if lost:
+                current: dict[str, Any] = api.get(f"/uploads/{upload_id}")
+                if current.get("status") != "receiving":
+                    return current
             answer: dict[str, Any] = api.post(f"/uploads/{upload_id}/complete")
         except ConnectionLost as exc:
+            lost = True
             retrying.failed(exc)
-            # It may have completed before the answer was lost.
-            current: dict[str, Any] = api.get(f"/uploads/{upload_id}")
-            if current.get("status") not in (None, "receiving"):
-                return current
             continue
         return answer
+
+
+def _version_ids(api: Api, dataset_id: str) -> set[str]:
+    detail = api.get(f"/datasets/{dataset_id}")
+    return {str(v["id"]) for v in detail.get("versions") or []}
+
+
+def start_build(api: Api, dataset_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Start a build, retrying over lost connections without starting a second one: after a
+    lost answer, a version that appeared meanwhile is the build that was started."""
+    retrying = Retrying()
+    before: set[str] | None = None
+    while True:
+        try:
+            if before is None:
+                before = _version_ids(api, dataset_id)
+            else:
+                appeared = _version_ids(api, dataset_id) - before
+                if appeared:
+                    return dict(api.get(f"/versions/{appeared.pop()}"))
+            started: dict[str, Any] = api.post(f"/datasets/{dataset_id}/builds", body)
+        except ConnectionLost as exc:
+            retrying.failed(exc)
+            continue
+        return started
 
 
 def follow_build(
