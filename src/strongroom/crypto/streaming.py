@@ -190,7 +190,30 @@ def _segment_span(index: int) -> tuple[int, int]:
     return (HEADER_BYTES if index == 0 else index * SEGMENT_BYTES), (index + 1) * SEGMENT_BYTES
 
 
-class RandomAccessOpener(io.RawIOBase):
+class SeekableView(io.RawIOBase):
+    """A read-only, seekable stream of ``length`` bytes; subclasses supply ``readinto``."""
+
+    length: int
+    _position: int = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.length}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._position = base + offset
+        return self._position
+
+
+class RandomAccessOpener(SeekableView):
     """A read-only, seekable plaintext view of one ciphertext: decrypts only the segments read.
 
     Tink's segmented format allows random access: a segment's nonce holds its
@@ -261,22 +284,6 @@ class RandomAccessOpener(io.RawIOBase):
             return 0, position
         rest = position - _FIRST_PLAIN_SEGMENT
         return 1 + rest // _PLAIN_SEGMENT, rest % _PLAIN_SEGMENT
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.length}[whence]
-        if base + offset < 0:
-            raise ValueError("negative seek position")
-        self._position = base + offset
-        return self._position
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         view = memoryview(buffer).cast("B")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-import io
 import json
 import re
 import uuid
@@ -23,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from strongroom.audit import Actor, EventTag, Sensitive
 from strongroom.crypto.keyring import TenantKeyRing
-from strongroom.crypto.streaming import RandomAccessOpener, object_context
+from strongroom.crypto.streaming import RandomAccessOpener, SeekableView, object_context
 from strongroom.datasets.build import CsvOptions
 from strongroom.datasets.errors import (
     BadUpload,
@@ -353,7 +352,7 @@ def iter_upload_plaintext(
     return stream()
 
 
-class UploadView(io.RawIOBase):
+class UploadView(SeekableView):
     """The upload's plaintext as one seekable, read-only file over its encrypted parts.
 
     Each part is an object of its own; reads decrypt only the segments they
@@ -372,22 +371,6 @@ class UploadView(io.RawIOBase):
             total += part.length
         self.length = total
         self._position = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.length}[whence]
-        if base + offset < 0:
-            raise ValueError("negative seek position")
-        self._position = base + offset
-        return self._position
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         view = memoryview(buffer).cast("B")
