@@ -14,7 +14,7 @@ import contextlib
 import datetime as dt
 import json
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -257,40 +257,35 @@ def delete_dataset(dataset_id: str, body: DatasetDelete, request: Request) -> Da
         return _dataset_out(session, tenant, dataset)
 
 
-@router.post("/datasets/{dataset_id}/restore", response_model=DatasetOut,
-             **route_options(Permission.ANALYSE))
-def restore_dataset(dataset_id: str, request: Request) -> DatasetOut:
-    """Bring back a deleted dataset within its recovery window."""
+def _change(request: Request, dataset_id: str, action: Callable[..., Dataset]) -> DatasetOut:
+    """Apply one audited catalog action (restore, lock, unlock) to the caller's dataset."""
     principal = current(request)
     dep = deployment_of(request)
     with dep.transaction() as session:
         tenant = tenant_of(session, principal)
-        dataset = catalog.restore_dataset(session, dep, tenant, principal.actor(), dataset_id)
+        dataset = action(session, dep, tenant, principal.actor(), dataset_id)
         return _dataset_out(session, tenant, dataset)
+
+
+@router.post("/datasets/{dataset_id}/restore", response_model=DatasetOut,
+             **route_options(Permission.ANALYSE))
+def restore_dataset(dataset_id: str, request: Request) -> DatasetOut:
+    """Bring back a deleted dataset within its recovery window."""
+    return _change(request, dataset_id, catalog.restore_dataset)
 
 
 @router.post("/datasets/{dataset_id}/lock", response_model=DatasetOut,
              **route_options(Permission.ANALYSE))
 def lock_dataset(dataset_id: str, request: Request) -> DatasetOut:
     """Prevent builds of the dataset until it is unlocked."""
-    principal = current(request)
-    dep = deployment_of(request)
-    with dep.transaction() as session:
-        tenant = tenant_of(session, principal)
-        dataset = catalog.lock_builds(session, dep, tenant, principal.actor(), dataset_id)
-        return _dataset_out(session, tenant, dataset)
+    return _change(request, dataset_id, catalog.lock_builds)
 
 
 @router.post("/datasets/{dataset_id}/unlock", response_model=DatasetOut,
              **route_options(Permission.ANALYSE))
 def unlock_dataset(dataset_id: str, request: Request) -> DatasetOut:
     """Allow builds of the dataset again."""
-    principal = current(request)
-    dep = deployment_of(request)
-    with dep.transaction() as session:
-        tenant = tenant_of(session, principal)
-        dataset = catalog.unlock_builds(session, dep, tenant, principal.actor(), dataset_id)
-        return _dataset_out(session, tenant, dataset)
+    return _change(request, dataset_id, catalog.unlock_builds)
 
 
 # -- builds and versions ------------------------------------------------------------------------
