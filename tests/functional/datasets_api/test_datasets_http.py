@@ -81,6 +81,9 @@ def test_upload_in_three_chunks_build_and_read_the_version(site: Site) -> None:
         assert parquet.read_bytes()[:4] == b"PARE"  # Parquet with an encrypted footer
         shown = client.get(f"/api/v1/datasets/{dataset_id}").json()
         assert shown["name"] == name
+        # Who built what and when.
+        assert shown["created_by"] == account.user_id
+        assert version["built_by"] == account.user_id
         assert [v["id"] for v in shown["versions"]] == [version["id"]]
         assert shown["latest_version"]["id"] == version["id"]
         listed = {d["id"]: d for d in client.get("/api/v1/datasets").json()}

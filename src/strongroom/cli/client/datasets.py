@@ -121,13 +121,15 @@ def _columns(columns: list[dict[str, Any]]) -> str:
 
 def _show_dataset(dataset: dict[str, Any]) -> str:
     parts = [fields([(k, dataset.get(k)) for k in (
-        "name", "id", "key_column", "build_locked", "created_at", "deleted_at", "purge_after")])]
+        "name", "id", "key_column", "build_locked", "created_by", "created_at", "deleted_at",
+        "purge_after")])]
     versions = dataset.get("versions") or []
     if versions:
         parts.append(table(
-            ["VERSION", "STATUS", "ROWS", "REJECTED", "BYTES", "STARTED", "FINISHED"],
+            ["VERSION", "STATUS", "ROWS", "REJECTED", "BYTES", "BUILT BY", "STARTED", "FINISHED"],
             [[v.get("number"), v.get("status"), v.get("row_count"), v.get("rejected_count"),
-              v.get("size"), v.get("started_at"), v.get("finished_at")] for v in versions],
+              v.get("size"), v.get("built_by"), v.get("started_at"), v.get("finished_at")]
+             for v in versions],
         ))
     latest = dataset.get("latest_version") or {}
     if latest.get("columns"):

@@ -84,6 +84,7 @@ class VersionOut(BaseModel):
     columns: list[ColumnOut]
     key_column: str | None
     report: dict[str, Any]
+    built_by: str | None = Field(description="The id of the user who started the build")
     started_at: dt.datetime
     finished_at: dt.datetime | None
 
@@ -93,6 +94,7 @@ class DatasetOut(BaseModel):
     name: str
     key_column: str | None
     build_locked: bool
+    created_by: str | None = Field(description="The id of the user who created the dataset")
     created_at: dt.datetime
     deleted_at: dt.datetime | None
     purge_after: dt.datetime | None

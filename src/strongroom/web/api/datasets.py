@@ -147,8 +147,8 @@ def version_out(version: DatasetVersion, upload_size: int | None) -> VersionOut:
         rejected_count=version.rejected_count, size=version.parquet_size,
         columns=[ColumnOut(name=c["name"], type=c["type"], personal=bool(c.get("personal")))
                  for c in columns],
-        key_column=report.get("key_column"), report=report, started_at=version.started_at,
-        finished_at=version.finished_at,
+        key_column=report.get("key_column"), report=report, built_by=version.built_by,
+        started_at=version.started_at, finished_at=version.finished_at,
     )
 
 
@@ -184,7 +184,8 @@ def _versions_of(session: Session, tenant: Tenant, datasets: list[Dataset]) -> d
 
 def _dataset_fields(dataset: Dataset, latest: VersionOut | None) -> dict[str, Any]:
     return {"id": dataset.id, "name": dataset.name, "key_column": dataset.key_column,
-            "build_locked": dataset.build_locked, "created_at": dataset.created_at,
+            "build_locked": dataset.build_locked, "created_by": dataset.created_by,
+            "created_at": dataset.created_at,
             "deleted_at": dataset.deleted_at, "purge_after": dataset.purge_after,
             "latest_version": latest}
 
