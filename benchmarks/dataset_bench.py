@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/dataset_bench.py [--rows 2000000] [--threads 2]
     .venv/bin/python benchmarks/dataset_bench.py --rows 10000000   # the size
+    .venv/bin/python benchmarks/dataset_bench.py --rows 24000000 --build-only  # a 2 GiB CSV
 
 Generates a customer CSV, then in two fresh subprocesses (so each peak RSS is
 its own):
@@ -175,7 +176,9 @@ def interleaved(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def child_ours(csv: Path, work: Path, threads: int) -> dict[str, object]:
+def child_ours(
+    csv: Path, work: Path, threads: int, build_only: bool = False
+) -> dict[str, object]:
     import duckdb
 
     from strongroom.analysis.cache import MIB as CACHE_MIB
@@ -198,6 +201,8 @@ def child_ours(csv: Path, work: Path, threads: int) -> dict[str, object]:
         "rejected": report.rows_rejected,
         "parquet_mib": out.stat().st_size / MIB,
     }
+    if build_only:
+        return result
     tables = {"customers": EncryptedTable(out, crypto)}
     versions = {"customers": "v1"}
 
@@ -383,9 +388,11 @@ def over_https(csv: Path, work: Path, warm_seconds: float) -> dict[str, float]:
     return result
 
 
-def run_child(kind: str, csv: Path, work: Path, threads: int) -> dict[str, Any]:
+def run_child(
+    kind: str, csv: Path, work: Path, threads: int, build_only: bool = False
+) -> dict[str, Any]:
     command = [sys.executable, __file__, "--child", kind, "--csv", str(csv), "--work", str(work),
-               "--threads", str(threads)]  # fmt: skip
+               "--threads", str(threads), *(["--build-only"] if build_only else [])]  # fmt: skip
     done = subprocess.run(command, check=True, capture_output=True, text=True)
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
@@ -444,13 +451,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-https", action="store_true",
                         help="skip upload, build and queries over HTTPS (a real strongroom serve)")
+    parser.add_argument("--build-only", action="store_true",
+                        help="measure only the builds (e.g. peak memory on a 2 GiB CSV: "
+                             "--rows 24000000 --build-only)")
     parser.add_argument("--child", choices=["ours", "plain"])
     parser.add_argument("--csv", type=Path)
     parser.add_argument("--work", type=Path)
     args = parser.parse_args()
     if args.child:
-        child = child_ours if args.child == "ours" else child_plain
-        print(json.dumps(child(args.csv, args.work, args.threads), default=str))
+        result = (child_ours(args.csv, args.work, args.threads, args.build_only)
+                  if args.child == "ours" else child_plain(args.csv, args.work, args.threads))
+        print(json.dumps(result, default=str))
         return
 
     with tempfile.TemporaryDirectory(prefix="strongroom-bench-") as tmp:
@@ -462,7 +473,11 @@ def main() -> None:
         print(f"generated {args.rows:,} rows, {csv_mib:,.1f} MiB CSV "
               f"in {time.perf_counter() - started:.1f} s; threads={args.threads}")  # fmt: skip
         plain = run_child("plain", csv, work, args.threads)
-        ours = run_child("ours", csv, work, args.threads)
+        ours = run_child("ours", csv, work, args.threads, args.build_only)
+        if args.build_only:
+            assert ours["rows"] == plain["rows"] == args.rows, (ours["rows"], plain["rows"])
+            report_build(csv_mib, plain, ours, None)
+            return
         # The server loads as the bench child did; give it that long twice, and 10 s more.
         warm = 2 * float(ours["cache_load_seconds"]) + 10
         https = None if args.no_https else over_https(csv, work, warm)
