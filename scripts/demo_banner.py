@@ -51,6 +51,12 @@ def banner(home: Path, host: str, port: str, operator_port: str) -> str:
             f"               {curl} -c {cookies} -H 'content-type: application/json' \\",
             f"                 -d {shlex.quote(body)} {base}/api/v1/login",
             f"               {curl} -b {cookies} {base}/api/v1/me",
+            "  or the client (tenant user's CLI):",
+            (f"               echo {shlex.quote(login['password'])} | .venv/bin/strongroom login "
+            f"--server {base} --tenant {login['tenant']} \\"),
+            f"                 --email {login['email']} --password-stdin --ca {ca}",
+            ("               .venv/bin/strongroom dataset upload customers.csv "
+            "--dataset customers --build"),
         ]
     else:
         lines.append("  log in       no tenant account here; use the operator CLI above")
