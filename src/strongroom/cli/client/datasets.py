@@ -262,6 +262,8 @@ def upload(
         if retries:
             note(f"the connection failed {retries} time(s); the upload resumed each time")
         done = transfer.complete(api, str(sent["id"]))
+        if api.rate_limit_waits:
+            note(f"rate-limited {api.rate_limit_waits} time(s); waited as the server asked")
         extra = {"dataset": target, "upload": done}
         if build:
             version = transfer.start_build(api, str(target["id"]),

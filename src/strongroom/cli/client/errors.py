@@ -22,10 +22,14 @@ class ClientError(Exception):
 class ApiError(ClientError):
     """A problem+json answer (RFC 9457), or another non-2xx answer, from the server."""
 
-    def __init__(self, status: int, problem: dict[str, Any], message: str) -> None:
+    def __init__(
+        self, status: int, problem: dict[str, Any], message: str,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message, exit_code=REFUSED if 400 <= status < 500 else FAILED)
         self.status = status
         self.problem = problem
+        self.retry_after = retry_after  # seconds, from a 429's or 503's Retry-After
 
     @property
     def slug(self) -> str:

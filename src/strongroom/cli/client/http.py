@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
@@ -84,6 +85,20 @@ def problem_line(response: httpx.Response, *, with_token: bool) -> str:
     return line
 
 
+# A 429 asking for a longer wait than this is reported, not waited out.
+MAX_RATE_LIMIT_WAIT = 60.0
+RATE_LIMIT_ATTEMPTS = 5
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Retry-After in seconds, when the server sent it as a number."""
+    try:
+        seconds = float(response.headers.get("retry-after", ""))
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
+
+
 def _problem(response: httpx.Response) -> dict[str, Any]:
     try:
         decoded = response.json()
@@ -98,6 +113,7 @@ class Api:
     def __init__(self, server: str, ca_pem: str | None, token: str | None = None) -> None:
         self.server = check_server_url(server)
         self.token = token
+        self.rate_limit_waits = 0  # how often a 429 was waited out (here or by the caller)
         headers = {"user-agent": f"strongroom-cli/{__version__}", "accept": "application/json"}
         if token is not None:
             headers["authorization"] = f"Bearer {token}"
@@ -142,14 +158,26 @@ class Api:
         params: Mapping[str, str | int] | None = None, content: Iterable[bytes] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
-        """Send a request; a non-2xx answer raises :class:`ApiError`."""
-        try:
-            response = self.http.request(
-                method, API + path, json=json_body, params=params, content=content,
-                headers=headers,
-            )
-        except httpx.TransportError as exc:
-            raise self._failure(exc) from None
+        """Send a request; a non-2xx answer raises :class:`ApiError`.
+
+        A request without a streamed body that is rate-limited (429) is sent again after
+        the server's Retry-After, a few times, when that is at most
+        :data:`MAX_RATE_LIMIT_WAIT` seconds; a streamed body is the caller's to resend.
+        """
+        for attempt in range(1, RATE_LIMIT_ATTEMPTS + 1):
+            try:
+                response = self.http.request(
+                    method, API + path, json=json_body, params=params, content=content,
+                    headers=headers,
+                )
+            except httpx.TransportError as exc:
+                raise self._failure(exc) from None
+            wait = _retry_after(response)
+            if (response.status_code != 429 or content is not None or wait is None
+                    or wait > MAX_RATE_LIMIT_WAIT or attempt == RATE_LIMIT_ATTEMPTS):
+                break
+            self.rate_limit_waits += 1
+            time.sleep(wait)
         self.raise_for_problem(response)
         return response
 
@@ -160,7 +188,8 @@ class Api:
             raise ClientError(f"{self.server} answered with a redirect; is it a Strongroom "
                               "server?")
         raise ApiError(response.status_code, _problem(response),
-                       problem_line(response, with_token=self.token is not None))
+                       problem_line(response, with_token=self.token is not None),
+                       _retry_after(response))
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         """The decoded JSON answer (None for 204)."""

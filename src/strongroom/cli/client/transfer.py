@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from strongroom.cli.client.errors import ApiError, ClientError
-from strongroom.cli.client.http import Api, ConnectionLost
+from strongroom.cli.client.http import MAX_RATE_LIMIT_WAIT, Api, ConnectionLost
 
 PIECE = 1024 * 1024
 # Waits between consecutive failures without progress; they add up to about two minutes,
@@ -48,12 +48,16 @@ class Retrying:
         self.failures = 0
         self.retried = 0
 
-    def failed(self, exc: ClientError) -> None:
+    def failed(self, exc: ClientError, *, wait: float | None = None) -> None:
+        """Count a failure: raise it when there have been too many, else wait and return."""
         self.failures += 1
-        self.retried += 1
         if self.failures > MAX_RETRIES:
             raise exc
-        _pause(self.failures)
+        if wait is None:
+            self.retried += 1
+            _pause(self.failures)
+        else:
+            time.sleep(wait)  # rate-limited: counted by the Api, not as a lost connection
 
     def succeeded(self) -> None:
         self.failures = 0
@@ -96,6 +100,15 @@ def send_file(
                 offset = _received(api, upload_id, retrying)
                 continue
             except ApiError as exc:
+                if exc.status == 429 and exc.retry_after is not None:
+                    # Rate-limited: wait as long as the server asks (within reason), then
+                    # continue from what it holds.
+                    if exc.retry_after > MAX_RATE_LIMIT_WAIT:
+                        raise
+                    api.rate_limit_waits += 1
+                    retrying.failed(exc, wait=exc.retry_after)
+                    offset = _received(api, upload_id, retrying)
+                    continue
                 if exc.status != 409 or "expected_offset" not in exc.problem:
                     raise
                 retrying.failed(exc)
