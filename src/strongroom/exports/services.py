@@ -78,7 +78,12 @@ from strongroom.exports.models import Export, ExportFormat, Metric
 from strongroom.identity.models import TenantPolicy
 from strongroom.privacy.anonymity import anonymise
 from strongroom.privacy.keys import PrivacyKeys, privacy_keys
-from strongroom.privacy.transforms import ColumnPlan, compile_transforms
+from strongroom.privacy.transforms import (
+    MAX_PERSONAL_MASK_SHOWN,
+    ColumnPlan,
+    compile_transforms,
+    mask_shows,
+)
 from strongroom.storage.interfaces import BlobRef
 from strongroom.storage.models import StoredObject
 from strongroom.storage.services import put_object
@@ -185,6 +190,16 @@ def _check_personal(plan: ColumnPlan, personal: frozenset[str]) -> None:
         raise PersonalDataRefused(
             f'column "{kept[0]}" is personal data, which your role may not export as it is',
             hint="export it pseudonymised, tokenised, masked or generalised, or drop it",
+        )
+    # A mask that shows much is the value in instalments: keep_first=10 in one export and
+    # keep_last=10 in the next, joined on the pseudonymous key, give it back whole.
+    shown = [c.name for c in plan.columns if c.kind == "mask" and c.name in personal
+             and mask_shows(c.params) > MAX_PERSONAL_MASK_SHOWN]
+    if shown:
+        raise PersonalDataRefused(
+            f'column "{shown[0]}" is personal data: a mask may show at most '
+            f"{MAX_PERSONAL_MASK_SHOWN} characters of it (keep_first + keep_last) to your role",
+            hint="show fewer characters, or pseudonymise, generalise or drop it",
         )
 
 

@@ -229,12 +229,26 @@ class _Context:
             )
 
 
+_INT64 = 2**63
+
+
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """A whole number that fits a 64-bit column (a JSON integer can be any size)."""
+    return isinstance(value, int) and not isinstance(value, bool) and -_INT64 <= value < _INT64
 
 
 def _is_number(value: Any) -> bool:
     return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+# What a mask may show of a personal column to a role that may not see personal data,
+# and in clones: a few characters, not the value in instalments.
+MAX_PERSONAL_MASK_SHOWN = 4
+
+
+def mask_shows(params: Mapping[str, Any]) -> int:
+    """How many characters of each value a compiled mask's parameters leave visible."""
+    return int(params.get("keep_first", 0)) + int(params.get("keep_last", 0))
 
 
 def _compile_one(
@@ -287,6 +301,8 @@ def _compile_generalise(ctx: _Context, params: dict[str, Any]) -> ColumnTransfor
         raise ctx.fail("give exactly one of to, band or edges")
     if "to" in params:
         target = params["to"]
+        if not isinstance(target, str):
+            raise ctx.fail("to must be one of month, year, postcode_outward, email_domain")
         if target in {"month", "year"}:
             ctx.require_type(ColumnType.DATE, ColumnType.TIMESTAMP)
             out = pa.string() if target == "month" else pa.int64()

@@ -73,7 +73,12 @@ from strongroom.deployment import Deployment
 from strongroom.errors import Forbidden, InvalidInput
 from strongroom.privacy.errors import TransformInvalid
 from strongroom.privacy.keys import PrivacyKeys, privacy_keys
-from strongroom.privacy.transforms import ColumnPlan, compile_transforms
+from strongroom.privacy.transforms import (
+    MAX_PERSONAL_MASK_SHOWN,
+    ColumnPlan,
+    compile_transforms,
+    mask_shows,
+)
 from strongroom.storage.interfaces import BlobRef
 from strongroom.storage.local import LocalObjectStore
 from strongroom.tenancy.models import Tenant
@@ -218,6 +223,15 @@ def parse_profile(document: object) -> dict[str, list[dict[str, Any]]]:
     return profile
 
 
+def _mask_shows(transform: Mapping[str, Any]) -> int:
+    """Characters a mask spec leaves visible; malformed numbers count as showing much
+    (compile_transforms refuses them with a precise message afterwards)."""
+    try:
+        return mask_shows(transform)
+    except (TypeError, ValueError):
+        return MAX_PERSONAL_MASK_SHOWN + 1
+
+
 def _refuse_unsafe(dataset: str, specs: list[Any], personal: frozenset[str]) -> None:
     for spec in specs:
         if not isinstance(spec, Mapping):
@@ -236,6 +250,13 @@ def _refuse_unsafe(dataset: str, specs: list[Any], personal: frozenset[str]) -> 
                 f"dataset {dataset[:100]!r}, column {name!r} holds personal data and cannot "
                 "be kept as it is in a clone",
                 hint="use pseudonym, mask, generalise or drop",
+            )
+        if (kind == "mask" and spec.get("name") in personal and isinstance(transform, Mapping)
+                and _mask_shows(transform) > MAX_PERSONAL_MASK_SHOWN):
+            raise CloneProfileInvalid(
+                f"dataset {dataset[:100]!r}, column {name!r} holds personal data: a mask in "
+                f"a clone may show at most {MAX_PERSONAL_MASK_SHOWN} characters of it",
+                hint="lower keep_first + keep_last, or pseudonymise, generalise or drop it",
             )
 
 

@@ -252,6 +252,30 @@ def test_without_personal_access_personal_columns_leave_only_transformed(
     assert all(t.startswith("t1_") for t in tokens)
 
 
+@pytest.mark.parametrize("mask", [{"keep_first": 10}, {"keep_last": 10},
+                                  {"keep_first": 3, "keep_last": 2}, {"keep_first": 999}])
+def test_a_mask_may_not_show_a_personal_column_in_instalments(
+    deployment: Deployment, tenant: Tenant, export: Callable[..., CreatedExport],
+    mask: dict[str, int],
+) -> None:
+    """keep_first=10 in one export and keep_last=10 in the next would give the value back
+    whole: a role without personal access sees at most 4 characters of a personal column."""
+    before = counts(deployment)
+    with pytest.raises(PersonalDataRefused, match="at most 4 characters"):
+        export(personal=False, columns=[{"name": "id"},
+                                        {"name": "email", "transform": {"kind": "mask", **mask}}])
+    assert counts(deployment) == before
+    created = export(personal=False, columns=[
+        {"name": "id"}, {"name": "email", "transform": {"kind": "mask", "keep_first": 2,
+                                                        "keep_last": 2}}])
+    assert all(sum(ch != "*" for ch in r["email"]) <= 4
+               for r in rows_of(download(deployment, tenant, created)))
+    # Whoever may see personal data may mask as they like.
+    export(personal=True, columns=[{"name": "id"},
+                                   {"name": "email", "transform": {"kind": "mask",
+                                                                   "keep_first": 10}}])
+
+
 def test_purge_removes_downloaded_and_expired_files_and_keeps_the_record(
     deployment: Deployment, tenant: Tenant, export: Callable[..., CreatedExport]
 ) -> None:

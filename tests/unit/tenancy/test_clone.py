@@ -296,11 +296,14 @@ def _with_column(spec: dict[str, Any]) -> dict[str, Any]:
         (_with_column({"name": "phone", "transform": {"kind": "token"}}),
          ["'phone'", "token is refused", "reversible"]),
         (_with_column({"name": "phone"}), ["'phone'", "personal data"]),
+        (_with_column({"name": "phone", "transform": {"kind": "mask", "keep_first": 3,
+                                                      "keep_last": 4}}),
+         ["'phone'", "at most 4 characters"]),
         ({"datasets": {"customers": PROFILE["datasets"]["customers"], "orders": {"columns": [
             {"name": "id"}]}}}, ["'orders'", "does not have"]),
     ],
     ids=["unknown-column", "unknown-transform", "wrong-type", "token", "keep-personal",
-         "unknown-dataset"],
+         "mask-showing-much", "unknown-dataset"],
 )
 def test_a_bad_profile_is_refused_clearly_and_nothing_is_created(
     source: Deployment, target: Deployment, profile: dict[str, Any], fragments: list[str]
