@@ -168,7 +168,8 @@ def check_read_only_sql(sql: str) -> str:
     """``sql`` if DuckDB parses it as exactly one SELECT statement; otherwise SqlRefused."""
     try:
         statements = duckdb.extract_statements(sql)
-    except duckdb.Error:
+    except (duckdb.Error, TypeError, UnicodeError):
+        # TypeError: DuckDB's binding refuses text that is not valid Unicode.
         raise SqlRefused("the SQL does not parse") from None
     if len(statements) != 1:
         raise SqlRefused(f"exactly one statement is allowed; found {len(statements)}")

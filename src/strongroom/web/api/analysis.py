@@ -21,6 +21,7 @@ from strongroom.analysis import queries, saved
 from strongroom.analysis.engine import SqlRefused
 from strongroom.analysis.errors import PersonalDataRefused
 from strongroom.analysis.personal import check_selection
+from strongroom.analysis.selections import compile_selection
 from strongroom.analysis.service import Resolved, ready_dataset_names, resolve_datasets
 from strongroom.audit import EventTag, Sensitive
 from strongroom.deployment import Deployment
@@ -262,6 +263,8 @@ def _checked(
     """The schema a selection to be saved must compile against; personal fields refused
     for roles that could not use the selection."""
     resolved = _resolve(session, dep, tenant, dataset, selection)
+    # Compiled first: the personal-field check walks only selections that are well formed.
+    compile_selection(selection, resolved.schema, dataset, today=_today())
     if not _asker(session, principal).personal:
         check_selection(selection, dataset, resolved.personal, resolved.keys)
     return resolved

@@ -3,17 +3,48 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 
 from strongroom.identity.models import Role
 
 
+def _strings(value: object) -> Iterator[str]:
+    """Every string in a decoded JSON value, keys included."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(key)
+            yield from _strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _strings(item)
+
+
 class Strict(BaseModel):
     """A request body: unknown fields are refused. Booleans and integers are declared
-    Strict* so that 0, "1" or 1.0 are refused as the schema says, not coerced."""
+    Strict* so that 0, "1" or 1.0 are refused as the schema says, not coerced.
+
+    JSON may escape a lone UTF-16 surrogate ("\\ud800"), which is no Unicode text at all:
+    refused here, once, rather than failing wherever the text is first encoded.
+    """
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _valid_unicode(self) -> Self:
+        for text in _strings(self.model_dump()):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(
+                    "the body holds text with an unpaired surrogate escape, which is not "
+                    "valid Unicode"
+                ) from None
+        return self
 
 
 class Problem(BaseModel):
