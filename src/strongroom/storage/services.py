@@ -59,8 +59,13 @@ def put_object(
         wrapped_key=wrapped,
         kek_key_id=TenantKeyRing.key_id_of(wrapped),
     )
-    session.add(record)
-    session.flush()
+    try:
+        session.add(record)
+        session.flush()
+    except BaseException:
+        # Published but never recorded: no row will ever point at it, so it goes now.
+        store.delete(ref)
+        raise
     return record
 
 

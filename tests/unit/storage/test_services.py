@@ -280,3 +280,27 @@ def test_suspended_tenant_cannot_store_but_its_data_stays_intact(
     with deployment.transaction() as session:
         acme = resume_tenant(session, "acme")
     assert read(deployment, put(deployment, acme, b"more"), ring_of(deployment, acme)) == b"more"
+
+
+def test_an_object_whose_row_cannot_be_written_leaves_no_file(
+    deployment: Deployment, make_tenant: MakeTenant
+) -> None:
+    """The ciphertext is published before its row; a refused row takes the file with it."""
+    acme = make_tenant("acme")
+    put(deployment, acme, b"first")
+    root = deployment.store.root / "tenants" / acme.id
+    files_before = sorted(all_files(root))
+    postgres = deployment.engine.dialect.name == "postgresql"
+    with deployment.engine.begin() as conn:
+        if postgres:
+            conn.execute(sa.text(
+                "CREATE FUNCTION refuse_object() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'disk full'; END $$"))
+            conn.execute(sa.text("CREATE TRIGGER refuse_object BEFORE INSERT ON objects "
+                                 "FOR EACH ROW EXECUTE FUNCTION refuse_object()"))
+        else:
+            conn.execute(sa.text("CREATE TRIGGER refuse_object BEFORE INSERT ON objects "
+                                 "BEGIN SELECT RAISE(ABORT, 'disk full'); END"))
+    with pytest.raises(sa.exc.SQLAlchemyError, match="disk full"):
+        put(deployment, acme, b"second")
+    assert sorted(all_files(root)) == files_before
