@@ -81,3 +81,31 @@ def check_cube(
     _refuse(places)
     if spec.get("selection") is not None:
         check_selection(spec["selection"], base, personal, keys, "selection")
+
+
+MASK = "•••"
+
+
+def mask_values(node: object, dataset: str, personal: Mapping[str, frozenset[str]]) -> object:
+    """A copy of a selection whose values tested on personal columns read :data:`MASK`.
+
+    For showing a saved selection to a role that may not see personal data: an admin's
+    ``{"field": "email", "op": "eq", "value": "ann@example.org"}`` is a personal value.
+    """
+    if isinstance(node, list):
+        return [mask_values(item, dataset, personal) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, object] = {}
+    for key, value in node.items():
+        if key == "linked" and isinstance(value, dict):
+            other = str(value.get("dataset"))
+            out[key] = {k: (mask_values(v, other, personal) if k == "where" else v)
+                        for k, v in value.items()}
+        elif key in ("and", "or", "not"):
+            out[key] = mask_values(value, dataset, personal)
+        else:
+            out[key] = value
+    if "value" in out and str(node.get("field")) in personal.get(dataset, frozenset()):
+        out["value"] = MASK
+    return out

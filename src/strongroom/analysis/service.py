@@ -192,6 +192,18 @@ def ready_dataset_names(session: Session, tenant: Tenant) -> set[str]:
     return {name for name in session.scalars(stmt) if queryable_name(name)}
 
 
+def personal_columns(session: Session, tenant: Tenant) -> dict[str, frozenset[str]]:
+    """The personal columns of each live dataset's newest ready version (no file is read)."""
+    datasets = {d.id: d for d in session.scalars(
+        sa.select(Dataset).where(Dataset.tenant_id == tenant.id, Dataset.deleted_at.is_(None)))}
+    return {
+        datasets[dataset_id].name: frozenset(
+            str(c.get("name")) for c in json.loads(version.schema_json or "[]")
+            if isinstance(c, dict) and c.get("personal"))
+        for dataset_id, version in _latest_ready(session, list(datasets)).items()
+    }
+
+
 def _register_masked(
     conn: duckdb.DuckDBPyConnection, name: str, table: EncryptedTable, personal: frozenset[str]
 ) -> None:

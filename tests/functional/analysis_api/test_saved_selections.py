@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 from strongroom.analysis.models import SavedSelectionVersion
@@ -128,3 +129,25 @@ def test_viewers_read_but_do_not_write_selections(world: World, server: RunningS
     assert isinstance(viewer.ok("GET", "/api/v1/selections"), list)
     refused(viewer.post("/api/v1/selections", {"name": "v", "dataset": "customers",
                                                "selection": OVER_40}), 403, "permission-denied")
+
+
+def test_values_on_personal_columns_are_masked_for_roles_that_may_not_see_them(
+    world: World, server: RunningServer
+) -> None:
+    """An admin may save a selection on e-mail; a viewer or analyst reading it sees that a
+    value is tested, not the value (the saved selection is personal data too)."""
+    secret = f"ann-{uuid.uuid4().hex[:8]}@example.org"
+    selection = {"and": [{"field": "email", "op": "eq", "value": secret},
+                         {"field": "age", "op": "gt", "value": 40}]}
+    made = As(world, server, "alpha", Role.ADMIN).ok("POST", "/api/v1/selections", {
+        "name": f"masked-{uuid.uuid4().hex[:6]}", "dataset": "customers",
+        "selection": selection}, status=201)
+    assert made["selection"] == selection  # the admin sees what they saved
+    for role in (Role.VIEWER, Role.ANALYST):
+        user = As(world, server, "alpha", role)
+        shown = user.ok("GET", f"/api/v1/selections/{made['id']}")
+        listed = {s["id"]: s for s in user.ok("GET", "/api/v1/selections")}[made["id"]]
+        for answer in (shown, listed):
+            assert secret not in json.dumps(answer)
+            assert answer["selection"]["and"][0]["value"] == "•••"
+            assert answer["selection"]["and"][1]["value"] == 40  # not personal: shown

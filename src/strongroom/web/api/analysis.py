@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, cast
 
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.orm import Session
@@ -20,9 +20,14 @@ from sqlalchemy.orm import Session
 from strongroom.analysis import queries, saved
 from strongroom.analysis.engine import SqlRefused
 from strongroom.analysis.errors import PersonalDataRefused
-from strongroom.analysis.personal import check_selection
+from strongroom.analysis.personal import check_selection, mask_values
 from strongroom.analysis.selections import compile_selection
-from strongroom.analysis.service import Resolved, ready_dataset_names, resolve_datasets
+from strongroom.analysis.service import (
+    Resolved,
+    personal_columns,
+    ready_dataset_names,
+    resolve_datasets,
+)
 from strongroom.audit import EventTag, Sensitive
 from strongroom.deployment import Deployment
 from strongroom.errors import InvalidInput
@@ -239,11 +244,28 @@ def sql(body: SqlRequest, request: Request) -> SqlOut:
                   truncated=result.truncated)
 
 
-def _selection_out(version: saved.SelectionVersion) -> SelectionOut:
+def _selection_out(
+    version: saved.SelectionVersion, personal: Mapping[str, frozenset[str]] | None = None
+) -> SelectionOut:
+    """A saved selection; with ``personal`` (the caller may not see personal data), the
+    values it tests on those columns read as masked."""
+    selection = version.selection
+    if personal is not None:
+        selection = cast("dict[str, Any]",
+                         mask_values(version.selection, version.dataset, personal))
     return SelectionOut(id=version.id, name=version.name, dataset=version.dataset,
                         version=version.version, latest_version=version.latest_version,
-                        selection=version.selection, created_at=version.created_at,
+                        selection=selection, created_at=version.created_at,
                         updated_at=version.updated_at)
+
+
+def _masking(
+    session: Session, tenant: Tenant, principal: Principal
+) -> Mapping[str, frozenset[str]] | None:
+    """The personal columns of the tenant's datasets, when the caller may not see them."""
+    if _asker(session, principal).personal:
+        return None
+    return personal_columns(session, tenant)
 
 
 @router.get("/selections", response_model=list[SelectionOut], **route_options(Permission.COUNT))
@@ -252,7 +274,8 @@ def list_selections(request: Request) -> list[SelectionOut]:
     principal, dep = current(request), deployment_of(request)
     with dep.transaction() as session:
         tenant = _tenant(session, principal)
-        return [_selection_out(saved.read_version(session, dep, s))
+        masking = _masking(session, tenant, principal)
+        return [_selection_out(saved.read_version(session, dep, s), masking)
                 for s in saved.list_selections(session, tenant)]
 
 
@@ -303,7 +326,8 @@ def get_selection(
     with dep.transaction() as session:
         tenant = _tenant(session, principal)
         found = saved.get_selection(session, tenant, selection_id)
-        return _selection_out(saved.read_version(session, dep, found, version))
+        return _selection_out(saved.read_version(session, dep, found, version),
+                              _masking(session, tenant, principal))
 
 
 @router.put("/selections/{selection_id}", response_model=SelectionOut,
