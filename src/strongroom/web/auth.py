@@ -290,3 +290,11 @@ def current(request: Request) -> Principal:
     if principal is None:
         raise NotAuthenticated("log in first")
     return principal
+
+
+def tenant_of(session: Session, principal: Principal) -> Tenant:
+    """The caller's tenant, loaded in ``session``."""
+    tenant = session.get(Tenant, principal.tenant_id)
+    if tenant is None:
+        raise PermissionDenied("the tenant no longer exists")
+    return tenant

@@ -32,7 +32,6 @@ from strongroom.audit import EventTag, Sensitive
 from strongroom.deployment import Deployment
 from strongroom.errors import InvalidInput
 from strongroom.identity import services as identity
-from strongroom.identity.errors import PermissionDenied
 from strongroom.identity.models import Role
 from strongroom.identity.permissions import Permission, role_allows
 from strongroom.telemetry.models import UsageFeature
@@ -51,7 +50,14 @@ from strongroom.web.api.analysis_schemas import (
     SqlOut,
     SqlRequest,
 )
-from strongroom.web.auth import Principal, current, deployment_of, record_denial, route_options
+from strongroom.web.auth import (
+    Principal,
+    current,
+    deployment_of,
+    record_denial,
+    route_options,
+    tenant_of,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["analysis"])
 _USAGE = {
@@ -65,13 +71,6 @@ T = TypeVar("T")
 
 def _today() -> dt.date:
     return dt.datetime.now(dt.UTC).date()
-
-
-def _tenant(session: Session, principal: Principal) -> Tenant:
-    tenant = session.get(Tenant, principal.tenant_id)
-    if tenant is None:
-        raise PermissionDenied("the tenant no longer exists")
-    return tenant
 
 
 def _asker(session: Session, principal: Principal) -> queries.Asker:
@@ -155,7 +154,7 @@ def count(body: CountRequest, request: Request) -> CountOut:
     """How many rows of a dataset's newest ready version a selection selects."""
     principal, dep, started = current(request), deployment_of(request), time.monotonic()
     with dep.transaction() as session:
-        tenant = _tenant(session, principal)
+        tenant = tenant_of(session, principal)
         asker = _asker(session, principal)
         base, selection, used = _selection(session, dep, tenant, body.dataset, body.selection,
                                            body.selection_id)
@@ -176,7 +175,7 @@ def cube(body: CubeRequest, request: Request) -> CubeOut:
     count are suppressed (their numbers are null) and the answer says how many."""
     principal, dep, started = current(request), deployment_of(request), time.monotonic()
     with dep.transaction() as session:
-        tenant = _tenant(session, principal)
+        tenant = tenant_of(session, principal)
         asker = _asker(session, principal)
         base, selection, used = _selection(session, dep, tenant, body.dataset, body.selection,
                                            body.selection_id)
@@ -204,7 +203,7 @@ def preview(body: PreviewRequest, request: Request) -> PreviewOut:
     your role may see personal data."""
     principal, dep, started = current(request), deployment_of(request), time.monotonic()
     with dep.transaction() as session:
-        tenant = _tenant(session, principal)
+        tenant = tenant_of(session, principal)
         asker = _asker(session, principal)
         base, selection, used = _selection(session, dep, tenant, body.dataset, body.selection,
                                            body.selection_id)
@@ -231,7 +230,7 @@ def sql(body: SqlRequest, request: Request) -> SqlOut:
     _denials_audited(request, principal, EventTag.ANALYSIS_SQL,
                      lambda: queries.check_sql(body.sql))
     with dep.transaction() as session:
-        tenant = _tenant(session, principal)
+        tenant = tenant_of(session, principal)
         asker = _asker(session, principal)
         resolved = resolve_datasets(session, dep, tenant)
     result = _denials_audited(request, principal, EventTag.ANALYSIS_SQL, lambda: queries.sql_query(
@@ -273,7 +272,7 @@ def list_selections(request: Request) -> list[SelectionOut]:
     """Your tenant's saved selections by name, each at its latest version."""
     principal, dep = current(request), deployment_of(request)
     with dep.transaction() as session:
-        tenant = _tenant(session, principal)
+        tenant = tenant_of(session, principal)
         masking = _masking(session, tenant, principal)
         return [_selection_out(saved.read_version(session, dep, s), masking)
                 for s in saved.list_selections(session, tenant)]
@@ -302,7 +301,7 @@ def create_selection(body: SelectionCreate, request: Request) -> SelectionOut:
 
     def save() -> SelectionOut:
         with dep.transaction() as session:
-            tenant = _tenant(session, principal)
+            tenant = tenant_of(session, principal)
             resolved = _checked(session, dep, tenant, principal, body.dataset, body.selection)
             made = saved.create_selection(
                 session, dep, tenant, principal.actor(), name=body.name, dataset=body.dataset,
@@ -324,7 +323,7 @@ def get_selection(
     """One saved selection, at its latest version or the one asked for."""
     principal, dep = current(request), deployment_of(request)
     with dep.transaction() as session:
-        tenant = _tenant(session, principal)
+        tenant = tenant_of(session, principal)
         found = saved.get_selection(session, tenant, selection_id)
         return _selection_out(saved.read_version(session, dep, found, version),
                               _masking(session, tenant, principal))
@@ -338,7 +337,7 @@ def update_selection(selection_id: str, body: SelectionUpdate, request: Request)
 
     def save() -> SelectionOut:
         with dep.transaction() as session:
-            tenant = _tenant(session, principal)
+            tenant = tenant_of(session, principal)
             found = saved.get_selection(session, tenant, selection_id)
             resolved = _checked(session, dep, tenant, principal, found.dataset, body.selection)
             updated = saved.update_selection(
@@ -356,6 +355,6 @@ def delete_selection(selection_id: str, request: Request) -> Response:
     """Remove a saved selection with all its versions."""
     principal, dep = current(request), deployment_of(request)
     with dep.transaction() as session:
-        tenant = _tenant(session, principal)
+        tenant = tenant_of(session, principal)
         saved.delete_selection(session, dep, tenant, principal.actor(), selection_id)
     return Response(status_code=204)

@@ -41,8 +41,7 @@ from strongroom.web.api.dataset_schemas import (
     DatasetOut,
     VersionOut,
 )
-from strongroom.web.api.uploads import tenant_of
-from strongroom.web.auth import current, deployment_of, route_options
+from strongroom.web.auth import current, deployment_of, route_options, tenant_of
 
 router = APIRouter(prefix="/api/v1", tags=["datasets"])
 MIB = 1024 * 1024

@@ -40,9 +40,8 @@ from strongroom.privacy.keys import (
 )
 from strongroom.telemetry.models import UsageFeature
 from strongroom.telemetry.services import record_usage
-from strongroom.tenancy.models import Tenant
 from strongroom.web.api.schemas import Strict
-from strongroom.web.auth import Principal, current, deployment_of, guard, route_options
+from strongroom.web.auth import Principal, current, deployment_of, guard, route_options, tenant_of
 
 router = APIRouter(prefix="/api/v1/privacy", tags=["privacy"])
 
@@ -147,9 +146,7 @@ def reverse(body: ReverseRequest, request: Request) -> ReverseOut:
     dep = deployment_of(request)
     try:
         with dep.transaction() as session:
-            tenant = session.get(Tenant, principal.tenant_id)
-            if tenant is None:
-                raise PermissionDenied("the tenant no longer exists")
+            tenant = tenant_of(session, principal)
             values = reverse_tokens(session, dep, tenant, principal.actor(), body.tokens)
             record_usage(session, dep, principal, UsageFeature.TOKEN_REVERSE,
                          rows=len(body.tokens))

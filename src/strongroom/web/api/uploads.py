@@ -17,21 +17,18 @@ from typing import Annotated, Any
 import anyio.from_thread
 import anyio.to_thread
 from fastapi import APIRouter, Query, Request, Response
-from sqlalchemy.orm import Session
 from starlette.requests import ClientDisconnect
 
 from strongroom.datasets import uploads
 from strongroom.datasets.errors import BadUpload, UploadTooLarge
 from strongroom.datasets.models import Upload, UploadStatus
 from strongroom.errors import StrongroomError
-from strongroom.identity.errors import PermissionDenied
 from strongroom.identity.permissions import Permission
 from strongroom.telemetry.models import UsageFeature
 from strongroom.telemetry.services import record_usage
 from strongroom.tenancy import limits
-from strongroom.tenancy.models import Tenant
 from strongroom.web.api.dataset_schemas import UploadCreate, UploadOut
-from strongroom.web.auth import Principal, current, deployment_of, route_options
+from strongroom.web.auth import Principal, current, deployment_of, route_options, tenant_of
 from strongroom.web.firewall import body_limit
 
 router = APIRouter(prefix="/api/v1/uploads", tags=["uploads"])
@@ -51,14 +48,6 @@ class ChunkInterrupted(StrongroomError):
     status = 400
     slug = "upload-interrupted"
     title = "Upload interrupted"
-
-
-def tenant_of(session: Session, principal: Principal) -> Tenant:
-    """The caller's tenant, loaded in ``session``."""
-    tenant = session.get(Tenant, principal.tenant_id)
-    if tenant is None:
-        raise PermissionDenied("the tenant no longer exists")
-    return tenant
 
 
 def upload_out(upload: Upload) -> UploadOut:

@@ -8,13 +8,11 @@ from fastapi import APIRouter, Request
 from strongroom.audit import EventTag
 from strongroom.errors import Conflict
 from strongroom.identity import services as identity
-from strongroom.identity.errors import PermissionDenied
 from strongroom.identity.models import Role, User
 from strongroom.identity.permissions import Permission
-from strongroom.tenancy.models import Tenant
 from strongroom.web.api.schemas import UserCreate, UserOut, UserUpdate
 from strongroom.web.api.session import user_out
-from strongroom.web.auth import current, deployment_of, route_options
+from strongroom.web.auth import current, deployment_of, route_options, tenant_of
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 
@@ -36,9 +34,7 @@ def create_user(body: UserCreate, request: Request) -> UserOut:
     principal = current(request)
     dep = deployment_of(request)
     with dep.transaction() as session:
-        tenant = session.get(Tenant, principal.tenant_id)
-        if tenant is None:
-            raise PermissionDenied("the tenant no longer exists")
+        tenant = tenant_of(session, principal)
         user = identity.create_user(session, dep.keys, tenant, body.email, body.role,
                                     body.password)
         dep.audit.record_event(session, EventTag.USER_CREATE, actor=principal.actor(),
